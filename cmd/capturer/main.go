@@ -1,0 +1,275 @@
+// Command lightshark-capturer captures packets (live AF_PACKET or a
+// pcap/pcapng file), aggregates them into bidirectional flows and writes
+// them out. It is the only privileged part of LightShark-mini.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lightshark-dev/lightshark-mini/pkg/capfilter"
+	"github.com/lightshark-dev/lightshark-mini/pkg/capture"
+	"github.com/lightshark-dev/lightshark-mini/pkg/capturer"
+	"github.com/lightshark-dev/lightshark-mini/pkg/flow"
+	"github.com/lightshark-dev/lightshark-mini/pkg/privdrop"
+	"github.com/lightshark-dev/lightshark-mini/pkg/record"
+	"github.com/lightshark-dev/lightshark-mini/pkg/version"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lightshark-capturer: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	iface          string
+	read           string
+	output         string
+	filterPort     string
+	filterIP       string
+	filterProto    string
+	maxFlows       int
+	connTimeout    int
+	closedTimeout  int
+	sampleRate     int
+	snaplen        int
+	ringSize       string
+	promiscuous    bool
+	quiet          bool
+	user           string
+	printStats     bool
+	showVersion    bool
+	statsTo        io.Writer
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := newCommand(stdin, stdout, stderr)
+	cmd.SetArgs(args)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	return cmd.ExecuteContext(ctx)
+}
+
+func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	o := &options{stdin: stdin, stdout: stdout, stderr: stderr}
+	cmd := &cobra.Command{
+		Use:   "lightshark-capturer (-i IFACE | --read FILE) [flags]",
+		Short: "Capture packets and aggregate them into bidirectional flows",
+		Long: `lightshark-capturer reads packets from a network interface (AF_PACKET,
+needs CAP_NET_RAW) or from a pcap/pcapng file, decodes them and aggregates them
+into exact bidirectional flows (per-direction packets and bytes, TCP history
+and state, Community ID).
+
+Offline (forensic) mode prints every flow of a file as one JSON object per line
+and exits:
+
+  lightshark-capturer --read trace.pcap --output jsonl
+  tcpdump -w - | lightshark-capturer --read - --output jsonl
+
+Live, --output jsonl prints each flow as it ends (idle, closed, evicted) and the
+remaining ones at SIGINT/SIGTERM:
+
+  lightshark-capturer -i eth0 --output jsonl --filter-port 443`,
+		Example:       "  lightshark-capturer --read trace.pcapng --output jsonl | jq -c 'select(.state==\"REJ\")'",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.showVersion {
+				fmt.Fprintln(o.stdout, version.String("lightshark-capturer"))
+				return nil
+			}
+			return o.run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.SortFlags = false
+	f.StringVarP(&o.iface, "interface", "i", "", `interface to capture on, or "any" (default: the default route's interface)`)
+	f.StringVarP(&o.read, "read", "r", "", `read packets from a pcap or pcapng file ("-" for standard input) instead of an interface`)
+	f.StringVar(&o.output, "output", "", `write flows to standard output in this format: "jsonl"`)
+	f.StringVar(&o.filterPort, "filter-port", "", "only traffic with this TCP/UDP/SCTP port on either side")
+	f.StringVar(&o.filterIP, "filter-ip", "", "only traffic to or from this address or CIDR (IPv4 or IPv6)")
+	f.StringVar(&o.filterProto, "filter-protocol", "", "only this protocol: tcp, udp, icmp, icmpv6, sctp or a number")
+	f.IntVar(&o.maxFlows, "max-flows", flow.DefaultMaxFlows, "flows held at once; beyond it the longest-idle flow is exported early")
+	f.IntVar(&o.connTimeout, "connection-timeout", int(flow.DefaultIdleTimeout/time.Second), "seconds without a packet after which a flow ends")
+	f.IntVar(&o.closedTimeout, "closed-timeout", int(flow.DefaultClosedTimeout/time.Second), "seconds a TCP flow lingers after FIN or RST")
+	f.IntVar(&o.sampleRate, "sample-rate", 1, "keep the metadata of 1 in N packets (packet history)")
+	f.IntVar(&o.snaplen, "snaplen", capture.DefaultSnaplen, "bytes captured per packet (byte counts always use the original length)")
+	f.StringVar(&o.ringSize, "ring-size", "2MiB", "size of the kernel capture ring (counts against the memory budget)")
+	f.BoolVar(&o.promiscuous, "promiscuous", false, "put the interface in promiscuous mode (not needed in a sidecar)")
+	f.StringVar(&o.user, "user", "65534", "after opening the socket as root, switch to this uid[:gid] (like tcpdump -Z)")
+	f.BoolVar(&o.printStats, "stats", false, "print capture statistics as JSON on standard error at the end")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print errors only")
+	f.BoolVar(&o.showVersion, "version", false, "print version and exit")
+	return cmd
+}
+
+func (o *options) run(ctx context.Context) error {
+	level := slog.LevelInfo
+	if o.quiet {
+		level = slog.LevelError
+	}
+	log := slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: level}))
+
+	spec, err := capfilter.Parse(o.filterPort, o.filterIP, o.filterProto)
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.maxFlows < 1:
+		return fmt.Errorf("--max-flows: %d is not a positive number", o.maxFlows)
+	case o.connTimeout < 1:
+		return fmt.Errorf("--connection-timeout: %d is not a positive number of seconds", o.connTimeout)
+	case o.closedTimeout < 0:
+		return fmt.Errorf("--closed-timeout: %d is negative", o.closedTimeout)
+	case o.sampleRate < 1:
+		return fmt.Errorf("--sample-rate: %d is not a positive number", o.sampleRate)
+	case o.output != "" && o.output != "jsonl":
+		return fmt.Errorf("--output: %q is not a known format (jsonl)", o.output)
+	case o.read != "" && o.iface != "":
+		return errors.New("--read and --interface exclude each other")
+	}
+	if o.output == "" {
+		return errors.New("--output jsonl is required (sending flows to the API server arrives with --socket)")
+	}
+
+	table := flow.NewTable(o.maxFlows)
+	table.IdleTimeout = time.Duration(o.connTimeout) * time.Second
+	table.ClosedTimeout = time.Duration(o.closedTimeout) * time.Second
+	out := capturer.NewJSONLWriter(o.stdout)
+	table.OnEnd = out.Write
+	p := capturer.NewPipeline(table)
+	p.SampleRate = o.sampleRate
+
+	var src capture.Source
+	var runErr error
+	if o.read != "" {
+		if o.read == "-" {
+			src, err = capture.OpenReader(o.stdin)
+		} else {
+			src, err = capture.OpenFile(o.read)
+		}
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		p.Filter = spec
+		runErr = capturer.ReadFile(ctx, src, p)
+	} else {
+		src, err = o.openLive(spec, log)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		if addrs, err := capture.InterfaceAddrs(o.iface); err == nil {
+			table.Local = capturer.LocalSet(addrs)
+		}
+		runErr = capturer.ReadLive(ctx, src, p, time.Now)
+	}
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("write flows: %w", err)
+	}
+	stats := capturer.StatsWithKernel(p.Stats(), src)
+	if o.printStats {
+		if err := writeStats(o.stderr, stats); err != nil {
+			return err
+		}
+	}
+	log.Info("capture done", "packets", stats.Packets, "flows", stats.Flows, "non_ip", stats.NonIP,
+		"decode_errors", stats.DecodeErrors, "kernel_drops", stats.KernelDrops)
+	if runErr != nil {
+		return fmt.Errorf("read %s: %w (%d packets before it were counted)", o.sourceName(), runErr, stats.Packets)
+	}
+	return nil
+}
+
+func (o *options) sourceName() string {
+	if o.read == "-" {
+		return "standard input"
+	}
+	if o.read != "" {
+		return o.read
+	}
+	return o.iface
+}
+
+func (o *options) openLive(spec capfilter.Spec, log *slog.Logger) (capture.Source, error) {
+	if o.iface == "" {
+		ifc, err := capture.DefaultInterface()
+		if err != nil {
+			return nil, fmt.Errorf("no --interface given and none detected: %w", err)
+		}
+		o.iface = ifc
+		log.Info("capturing on detected interface", "interface", ifc)
+	}
+	ring, err := parseSize(o.ringSize)
+	if err != nil {
+		return nil, fmt.Errorf("--ring-size: %w", err)
+	}
+	lt := capture.LiveLinkType(o.iface)
+	prog, err := spec.Compile(lt, uint32(o.snaplen))
+	if err != nil {
+		return nil, fmt.Errorf("compile filter %q: %w", spec.String(), err)
+	}
+	src, err := capture.OpenLive(capture.LiveConfig{
+		Interface:   o.iface,
+		Snaplen:     o.snaplen,
+		RingBytes:   ring,
+		Promiscuous: o.promiscuous,
+		Filter:      prog,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The socket is open and filtered: nothing privileged is left to do.
+	if err := privdrop.Drop(o.user); err != nil {
+		src.Close()
+		return nil, fmt.Errorf("drop privileges: %w", err)
+	}
+	return src, nil
+}
+
+// parseSize reads a byte size such as 4194304, 512KiB or 2MiB.
+func parseSize(s string) (int, error) {
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 2MiB)", s)
+	}
+	return n * mult, nil
+}
+
+func writeStats(w io.Writer, s record.CaptureStats) error {
+	enc := json.NewEncoder(w)
+	return enc.Encode(struct {
+		Stats record.CaptureStats `json:"stats"`
+	}{s})
+}

@@ -1,0 +1,147 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"golang.org/x/net/bpf"
+)
+
+// Defaults and bounds of LiveConfig.
+const (
+	// DefaultRingBytes is the ring's size: its pages are locked in memory
+	// and count against the process's 20 MiB budget.
+	DefaultRingBytes = 2 << 20
+	MinRingBytes     = 64 << 10
+	MaxRingBytes     = 256 << 20
+
+	// DefaultPollTimeout is how long ReadPacket waits for a packet before
+	// it returns ErrTimeout.
+	DefaultPollTimeout = 100 * time.Millisecond
+
+	// AnyInterface captures on every interface of the namespace, as
+	// tcpdump -i any does.
+	AnyInterface = "any"
+)
+
+// Link types a live source reports (LINKTYPE_* values).
+const (
+	// LinkTypeEthernet: frames start with an Ethernet header (Ethernet,
+	// veth, bridges, and Linux's loopback, whose header has zero MACs).
+	LinkTypeEthernet uint16 = 1
+	// LinkTypeRaw: frames start with the IPv4 or IPv6 header. Used for
+	// "any" and for interfaces without an Ethernet header (tun,
+	// WireGuard, GRE, PPP), read with a SOCK_DGRAM socket.
+	LinkTypeRaw uint16 = 101
+)
+
+// LiveConfig configures OpenLive. The zero value of every field but
+// Interface selects its default.
+type LiveConfig struct {
+	// Interface is the interface name, or "any" for all interfaces of the
+	// network namespace. Required (see DefaultInterface).
+	Interface string
+	// Snaplen is how many bytes of each frame are kept: 1 to 262144,
+	// default DefaultSnaplen (256: the headers are all the flow engine
+	// reads). Info.Length still reports the whole frame's length.
+	Snaplen int
+	// RingBytes is the total size of the TPACKET_V3 ring, between
+	// MinRingBytes and MaxRingBytes, default DefaultRingBytes. It is
+	// rounded down to whole blocks.
+	RingBytes int
+	// Promiscuous asks the interface for frames not addressed to it
+	// (PACKET_ADD_MEMBERSHIP, undone when the socket closes). Off by
+	// default: a sidecar needs only its own namespace's traffic. Not
+	// possible with "any".
+	Promiscuous bool
+	// PollTimeout is how long ReadPacket waits before it returns
+	// ErrTimeout, so that the caller can check its context: 1 ms to
+	// 1 minute, default DefaultPollTimeout.
+	PollTimeout time.Duration
+	// Filter is a classic BPF program (golang.org/x/net/bpf) run by the
+	// kernel on each frame, from its first byte in the link type
+	// LiveLinkType reports (the IP header for LinkTypeRaw). Nil accepts
+	// every frame. Frames it rejects are neither copied nor counted in
+	// Stats. Whatever it returns is capped at Snaplen.
+	Filter []bpf.RawInstruction
+}
+
+// withDefaults returns c with defaults filled in, or an error naming the
+// first bad field.
+func (c LiveConfig) withDefaults() (LiveConfig, error) {
+	if c.Interface == "" {
+		return c, errors.New("no interface given")
+	}
+	if c.Snaplen == 0 {
+		c.Snaplen = DefaultSnaplen
+	}
+	if c.Snaplen < 1 || c.Snaplen > maxSnaplen {
+		return c, fmt.Errorf("snaplen %d is out of range (1 to %d bytes)", c.Snaplen, maxSnaplen)
+	}
+	if c.RingBytes == 0 {
+		c.RingBytes = DefaultRingBytes
+	}
+	if c.RingBytes < MinRingBytes || c.RingBytes > MaxRingBytes {
+		return c, fmt.Errorf("ring size %d bytes is out of range (%d KiB to %d MiB)", c.RingBytes, MinRingBytes>>10, MaxRingBytes>>20)
+	}
+	if c.PollTimeout == 0 {
+		c.PollTimeout = DefaultPollTimeout
+	}
+	if c.PollTimeout < time.Millisecond || c.PollTimeout > time.Minute {
+		return c, fmt.Errorf("poll timeout %v is out of range (1ms to 1m)", c.PollTimeout)
+	}
+	if c.Promiscuous && c.Interface == AnyInterface {
+		return c, errors.New(`promiscuous mode needs a named interface, not "any"`)
+	}
+	return c, nil
+}
+
+// InterfaceNotFoundError is returned by OpenLive for an interface that
+// does not exist in the namespace.
+type InterfaceNotFoundError struct {
+	Name      string
+	Available []string // the namespace's interfaces, in index order
+}
+
+func (e *InterfaceNotFoundError) Error() string {
+	return fmt.Sprintf("interface %q not found (available: %s)", e.Name, strings.Join(e.Available, ", "))
+}
+
+// InterfaceAddrs returns the addresses configured on the named interface,
+// or on every interface of the namespace for "any" (loopback included), so
+// that flows can be told inbound, outbound or internal. IPv4 addresses are
+// plain 4-byte addresses, never IPv4-mapped IPv6.
+func InterfaceAddrs(iface string) ([]netip.Addr, error) {
+	var addrs []net.Addr
+	var err error
+	if iface == AnyInterface {
+		addrs, err = net.InterfaceAddrs()
+	} else {
+		var ifc *net.Interface
+		ifc, err = net.InterfaceByName(iface)
+		if err == nil {
+			addrs, err = ifc.Addrs()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("addresses of %s: %w", iface, err)
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		var ip net.IP
+		switch v := a.(type) {
+		case *net.IPNet:
+			ip = v.IP
+		case *net.IPAddr:
+			ip = v.IP
+		}
+		if addr, ok := netip.AddrFromSlice(ip); ok {
+			out = append(out, addr.Unmap())
+		}
+	}
+	return out, nil
+}

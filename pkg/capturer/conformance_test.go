@@ -1,0 +1,285 @@
+package capturer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/lightshark-dev/lightshark-mini/pkg/capture"
+	"github.com/lightshark-dev/lightshark-mini/pkg/flow"
+	"github.com/lightshark-dev/lightshark-mini/pkg/record"
+	"github.com/lightshark-dev/lightshark-mini/pkg/testenv"
+)
+
+// oracle is the part of shared/pcaps/oracle/<folder>/<file>.json the tests
+// use (the keys are described in shared/pcaps/make-oracle.sh).
+type oracle struct {
+	File        string `json:"file"`
+	TsharkExit  int    `json:"tshark_exit"`
+	Frames      uint64 `json:"frames"`
+	Packets     uint64 `json:"packets"`
+	TotalBytes  uint64 `json:"total_bytes"`
+	FileRecords uint64 `json:"file_records"`
+	LinkType    struct {
+		Low16 []uint32 `json:"linktype_low16"`
+	} `json:"link_type"`
+	Conversations map[string][]struct {
+		A, B       string
+		PortA      uint16 `json:"port_a"`
+		PortB      uint16 `json:"port_b"`
+		FramesAToB uint64 `json:"frames_a_to_b"`
+		BytesAToB  uint64 `json:"bytes_a_to_b"`
+		FramesBToA uint64 `json:"frames_b_to_a"`
+		BytesBToA  uint64 `json:"bytes_b_to_a"`
+		Verified   bool   `json:"verified"`
+	} `json:"conversations"`
+}
+
+func readOracle(t *testing.T, path string) oracle {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o oracle
+	if err := json.Unmarshal(b, &o); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return o
+}
+
+// runFile aggregates a capture file and returns its flows and statistics.
+func runFile(t *testing.T, path string) ([]flow.Flow, record.CaptureStats, error) {
+	t.Helper()
+	src, err := capture.OpenFile(path)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	defer src.Close()
+	table := flow.NewTable(flow.DefaultMaxFlows)
+	var flows []flow.Flow
+	table.OnEnd = func(f *flow.Flow) { flows = append(flows, *f) }
+	p := NewPipeline(table)
+	err = ReadFile(context.Background(), src, p)
+	return flows, p.Stats(), err
+}
+
+// convKey is an unordered pair of endpoints (ports 0 at the IP level).
+type convKey struct {
+	table  string // tcp, udp, ipv4, ipv6
+	lo, hi string // "addr port", sorted
+}
+
+// counts are frames and bytes in each direction, from lo to hi and back.
+type counts struct{ fLoHi, bLoHi, fHiLo, bHiLo uint64 }
+
+func (c counts) String() string {
+	return fmt.Sprintf("%d frames/%d bytes lo->hi, %d frames/%d bytes hi->lo", c.fLoHi, c.bLoHi, c.fHiLo, c.bHiLo)
+}
+
+func endpoint(addr string, port uint16) string {
+	a := netip.MustParseAddr(addr)
+	return fmt.Sprintf("%s %d", a, port)
+}
+
+func addConv(m map[convKey]counts, table, a string, pa uint16, b string, pb uint16, fab, bab, fba, bba uint64) {
+	ea, eb := endpoint(a, pa), endpoint(b, pb)
+	k := convKey{table: table, lo: ea, hi: eb}
+	if ea > eb {
+		k.lo, k.hi = eb, ea
+		fab, bab, fba, bba = fba, bba, fab, bab
+	}
+	c := m[k]
+	c.fLoHi += fab
+	c.bLoHi += bab
+	c.fHiLo += fba
+	c.bHiLo += bba
+	m[k] = c
+}
+
+// ours sums the product's flows the way tshark's tables count: TCP and UDP
+// flows per 4-tuple (whatever the VLAN, across reused connections), and
+// every flow per IP address pair.
+func ours(flows []flow.Flow) map[convKey]counts {
+	m := map[convKey]counts{}
+	for _, f := range flows {
+		src, dst := f.Src.String(), f.Dst.String()
+		switch f.Proto {
+		case 6, 17:
+			table := map[uint8]string{6: "tcp", 17: "udp"}[f.Proto]
+			addConv(m, table, src, f.SrcPort, dst, f.DstPort, f.Packets[0], f.Bytes[0], f.Packets[1], f.Bytes[1])
+		}
+		table := "ipv4"
+		if f.Src.Is6() {
+			table = "ipv6"
+		}
+		addConv(m, table, src, 0, dst, 0, f.Packets[0], f.Bytes[0], f.Packets[1], f.Bytes[1])
+	}
+	return m
+}
+
+func theirs(o oracle) map[convKey]counts {
+	m := map[convKey]counts{}
+	for table, rows := range o.Conversations {
+		for _, r := range rows {
+			addConv(m, table, r.A, r.PortA, r.B, r.PortB, r.FramesAToB, r.BytesAToB, r.FramesBToA, r.BytesBToA)
+		}
+	}
+	return m
+}
+
+// TestConformance checks every capture of shared/pcaps/conformance against
+// tshark's answers: every frame is accounted for, and every conversation
+// tshark reports at the TCP, UDP, IPv4 and IPv6 levels has exactly the
+// packets and bytes per direction that the product's flows add up to, but
+// for the differences listed in knownDifferences, each a documented
+// contract difference (HOW_TO_USE.md, "Differences from tshark").
+func TestConformance(t *testing.T) {
+	shared := testenv.SharedDir(t)
+	files, err := filepath.Glob(filepath.Join(shared, "pcaps", "conformance", "*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no conformance captures: %v", err)
+	}
+	for _, path := range files {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			o := readOracle(t, filepath.Join(shared, "pcaps", "oracle", "conformance", name+".json"))
+			flows, stats, err := runFile(t, path)
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if stats.Packets != o.Packets || stats.Bytes != o.TotalBytes {
+				t.Errorf("read %d packets %d bytes, tshark %d packets %d bytes", stats.Packets, stats.Bytes, o.Packets, o.TotalBytes)
+			}
+			var errs uint64
+			for _, n := range stats.DecodeErrors {
+				errs += n
+			}
+			if got := stats.FlowPackets + stats.NonIP + errs; got != stats.Packets {
+				t.Errorf("flows %d + non-IP %d + errors %d = %d, want every packet (%d)", stats.FlowPackets, stats.NonIP, errs, got, stats.Packets)
+			}
+			if errs != 0 {
+				t.Errorf("decode errors in a well-formed capture: %v", stats.DecodeErrors)
+			}
+			var inFlows uint64
+			for _, f := range flows {
+				inFlows += f.Packets[0] + f.Packets[1]
+			}
+			if inFlows != stats.FlowPackets {
+				t.Errorf("flows hold %d packets, the table charged %d", inFlows, stats.FlowPackets)
+			}
+
+			mine, want := ours(flows), theirs(o)
+			var diffs []string
+			keys := map[convKey]bool{}
+			for k := range mine {
+				keys[k] = true
+			}
+			for k := range want {
+				keys[k] = true
+			}
+			for k := range keys {
+				m, w := mine[k], want[k]
+				if k.lo == k.hi {
+					// Both ends the same (loopback): a direction means
+					// nothing, compare the totals.
+					m = counts{fLoHi: m.fLoHi + m.fHiLo, bLoHi: m.bLoHi + m.bHiLo}
+					w = counts{fLoHi: w.fLoHi + w.fHiLo, bLoHi: w.bLoHi + w.bHiLo}
+				}
+				if m != w {
+					diffs = append(diffs, fmt.Sprintf("%s %s <-> %s", k.table, k.lo, k.hi))
+					if !knownDifference(name, k) {
+						t.Errorf("%s %s <-> %s: got %v, tshark %v", k.table, k.lo, k.hi, mine[k], want[k])
+					}
+				}
+			}
+			sort.Strings(diffs)
+			for _, d := range knownDifferences[name] {
+				if !contains(diffs, d.conv) {
+					t.Errorf("known difference %q (%s) no longer differs: update knownDifferences and HOW_TO_USE.md", d.conv, d.why)
+				}
+			}
+		})
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func knownDifference(file string, k convKey) bool {
+	return contains(func() []string {
+		var out []string
+		for _, d := range knownDifferences[file] {
+			out = append(out, d.conv)
+		}
+		return out
+	}(), fmt.Sprintf("%s %s <-> %s", k.table, k.lo, k.hi))
+}
+
+type difference struct {
+	conv string // "table lo-endpoint <-> hi-endpoint" as the test prints it
+	why  string
+}
+
+// knownDifferences lists, per capture, the conversations where the product's
+// contract differs from tshark's tables on purpose. Each reason is one of
+// the rules in HOW_TO_USE.md ("Differences from tshark") and MANIFEST.md's
+// tshark quirks; the test fails if one of them stops differing.
+var knownDifferences = map[string][]difference{
+	"tcpdump-afs.pcap": {
+		{"udp 131.151.1.146 7000 <-> 131.151.32.21 7001", whyFragV4},
+	},
+	"zeek-dns-edns-ecs.pcap": {
+		{"udp 173.194.169.104 59464 <-> 193.24.227.238 53", whyFragV4},
+		{"udp 193.24.227.238 53 <-> 194.247.5.6 51791", whyFragV4},
+		{"udp 193.24.227.238 53 <-> 74.125.47.136 59330", whyFragV4},
+		{"udp 172.217.40.76 56680 <-> 193.24.227.238 53", whyFragV4},
+	},
+	"zeek-ipv4-fragmented-1.pcap": {
+		{"udp 164.1.123.163 123 <-> 164.1.123.61 137", whyFragV4},
+	},
+	"zeek-ipv6-fragmented-dns.pcap": {
+		{"udp 2001:470:1f11:81f:d138:5f55:6d4:1fe2 51851 <-> 2607:f740:b::f93 53", whyFragV6},
+		{"ipv6 2001:470:1f11:81f:d138:5f55:6d4:1fe2 0 <-> 2607:f740:b::f93 0", whyFragV6},
+		{"udp 2001:470:1f11:81f:d138:5f55:6d4:1fe2 0 <-> 2607:f740:b::f93 0", whyFragOrphan},
+	},
+	"zeek-ipv6-hbh-routing0.pcap": {
+		{"ipv6 2001:4f8:4:7:2e0:81ff:fe52:ffff 0 <-> 2001:78:1:32::2 0", whyRouting},
+		{"ipv6 2001:4f8:4:7:2e0:81ff:fe52:9a6b 0 <-> 2001:4f8:4:7:2e0:81ff:fe52:ffff 0", whyRouting},
+	},
+	"zeek-tunnels-gre-sample.pcap": {
+		{"ipv4 172.27.1.66 0 <-> 66.59.109.137 0", whyTunnel},
+	},
+	"zeek-tunnels-ping6-in-ipv4.pcap": {
+		{"ipv4 10.0.0.1 0 <-> 10.0.0.2 0", whyTunnel},
+	},
+	"zeek-tunnels-vxlan-encapsulated-http.pcap": {
+		{"ipv4 10.1.1.172 0 <-> 10.1.200.131 0", whyTunnel},
+		{"udp 10.1.1.172 4789 <-> 10.1.200.131 50000", whyTunnel},
+	},
+}
+
+const (
+	whyFragV4 = "IPv4 fragments: tshark charges a datagram to its transport conversation only in the frame that " +
+		"completes reassembly (MANIFEST quirk 8); the product charges every fragment to the flow of the first. " +
+		"The IPv4 rows agree."
+	whyFragV6 = "IPv6 fragments: tshark leaves non-final fragments out of every table, IPv6 included (quirk 9); " +
+		"the product charges each fragment to the flow of its first fragment."
+	whyFragOrphan = "an IPv6 fragment whose first fragment is not in the capture: tshark counts it nowhere; the " +
+		"product charges it to a flow of its addresses and protocol without ports."
+	whyRouting = "IPv6 Routing header with segments left: the flow's destination is the final one, as in tshark's " +
+		"transport rows and Zeek; tshark's IPv6 row keeps the header's destination (quirk 10)."
+	whyTunnel = "tunnels: tshark counts every layer (quirk 6); the product's flow is the innermost conversation, " +
+		"so the outer layer has no flow of its own."
+)

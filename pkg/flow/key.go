@@ -1,0 +1,139 @@
+package flow
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/lightshark-dev/lightshark-mini/pkg/decode"
+)
+
+// key is the canonical, direction-free identity of a flow: the endpoint
+// with the lower (address, port) is always A. Addresses are held as two
+// big-endian 64-bit halves of their 16-byte form (IPv4-mapped for IPv4,
+// with v6 false), so comparing and hashing are integer operations. It is a
+// comparable value of 48 bytes.
+type key struct {
+	a, b         [2]uint64
+	portA, portB uint16
+	proto        uint8
+	v6           bool
+	// vlan is the VLAN ID plus one; 0 means untagged.
+	vlan uint16
+}
+
+func (k *key) eq(o *key) bool {
+	return k.a == o.a && k.b == o.b && k.portA == o.portA && k.portB == o.portB &&
+		k.proto == o.proto && k.v6 == o.v6 && k.vlan == o.vlan
+}
+
+func halves(a netip.Addr) [2]uint64 {
+	b := a.As16()
+	return [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+// endpointLess orders (addr, port) pairs.
+func endpointLess(a [2]uint64, pa uint16, b [2]uint64, pb uint16) bool {
+	if a[0] != b[0] {
+		return a[0] < b[0]
+	}
+	if a[1] != b[1] {
+		return a[1] < b[1]
+	}
+	return pa < pb
+}
+
+// makeKey builds the canonical key of p's conversation, given the ports to
+// use (see flowPorts), and reports whether p travels from A to B.
+func makeKey(p *decode.Packet, sport, dport uint16) (k key, aToB bool) {
+	src, dst := halves(p.Src), halves(p.Dst)
+	k.proto = p.Proto
+	k.v6 = p.Src.Is6()
+	if p.HasVLAN {
+		k.vlan = p.VLAN + 1
+	}
+	if endpointLess(dst, dport, src, sport) {
+		k.a, k.portA, k.b, k.portB = dst, dport, src, sport
+		return k, false
+	}
+	k.a, k.portA, k.b, k.portB = src, sport, dst, dport
+	return k, true
+}
+
+func (k *key) addrA() netip.Addr { return addrFrom(k.a, k.v6) }
+func (k *key) addrB() netip.Addr { return addrFrom(k.b, k.v6) }
+
+func addrFrom(h [2]uint64, v6 bool) netip.Addr {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], h[0])
+	binary.BigEndian.PutUint64(b[8:], h[1])
+	a := netip.AddrFrom16(b)
+	if !v6 {
+		return a.Unmap()
+	}
+	return a
+}
+
+// hash mixes the key into 64 bits (a multiply-xorshift fold; the table is
+// keyed by packet contents, so the seed is random per table).
+func (k *key) hash(seed uint64) uint64 {
+	const m = 0x9e3779b97f4a7c15
+	h := seed
+	h = (h ^ k.a[0]) * m
+	h ^= h >> 29
+	h = (h ^ k.a[1]) * m
+	h ^= h >> 29
+	h = (h ^ k.b[0]) * m
+	h ^= h >> 29
+	h = (h ^ k.b[1]) * m
+	h ^= h >> 29
+	v := uint64(k.portA) | uint64(k.portB)<<16 | uint64(k.proto)<<32 | uint64(k.vlan)<<40
+	if k.v6 {
+		v |= 1 << 63
+	}
+	h = (h ^ v) * m
+	h ^= h >> 32
+	return h
+}
+
+// ICMP message types that come in request/response pairs. The flow of an
+// echo request and its reply is one flow, as in Zeek and the Community ID
+// specification: the key's "ports" are the type and its counterpart.
+var icmp4Pairs = map[uint8]uint8{
+	8: 0, 0: 8, // echo
+	13: 14, 14: 13, // timestamp
+	15: 16, 16: 15, // information
+	10: 9, 9: 10, // router solicitation / advertisement
+	17: 18, 18: 17, // address mask
+}
+
+var icmp6Pairs = map[uint8]uint8{
+	128: 129, 129: 128, // echo
+	133: 134, 134: 133, // router solicitation / advertisement
+	135: 136, 136: 135, // neighbor solicitation / advertisement
+	130: 131, 131: 130, // multicast listener query / report
+	144: 145, 145: 144, // home agent address discovery
+	139: 140, 140: 139, // node information query / response
+}
+
+// flowPorts returns the ports that key p's flow. TCP, UDP and SCTP use
+// their ports. ICMP uses the type and, for paired types, the counterpart
+// type (so a request and its reply share a key); one-way messages use the
+// type and code.
+func flowPorts(p *decode.Packet) (sport, dport uint16) {
+	switch p.Proto {
+	case decode.ProtoICMP, decode.ProtoICMPv6:
+		if !p.HasPorts {
+			return 0, 0
+		}
+		typ := uint8(p.SrcPort)
+		pairs := icmp4Pairs
+		if p.Proto == decode.ProtoICMPv6 {
+			pairs = icmp6Pairs
+		}
+		if c, ok := pairs[typ]; ok {
+			return uint16(typ), uint16(c)
+		}
+		return p.SrcPort, p.DstPort
+	}
+	return p.SrcPort, p.DstPort
+}
