@@ -56,7 +56,6 @@ type options struct {
 	user           string
 	printStats     bool
 	showVersion    bool
-	statsTo        io.Writer
 	stdin          io.Reader
 	stdout, stderr io.Writer
 }
@@ -183,6 +182,7 @@ func (o *options) run(ctx context.Context) error {
 		if addrs, err := capture.InterfaceAddrs(o.iface); err == nil {
 			table.Local = capturer.LocalSet(addrs)
 		}
+		log.Info("capture started", "interface", o.iface, "filter", spec.String(), "uid", os.Getuid())
 		runErr = capturer.ReadLive(ctx, src, p, time.Now)
 	}
 	if err := out.Flush(); err != nil {
