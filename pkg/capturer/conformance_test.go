@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/lightshark-dev/lightshark-mini/pkg/capture"
 	"github.com/lightshark-dev/lightshark-mini/pkg/flow"
@@ -53,8 +57,15 @@ func readOracle(t *testing.T, path string) oracle {
 	return o
 }
 
-// runFile aggregates a capture file and returns its flows and statistics.
+// runFile aggregates a capture file with the default settings and returns
+// its flows and statistics.
 func runFile(t *testing.T, path string) ([]flow.Flow, record.CaptureStats, error) {
+	return runFileWith(t, path, 0)
+}
+
+// runFileWith is runFile with the idle and closed timeouts set to timeout
+// (0: the defaults).
+func runFileWith(t *testing.T, path string, timeout time.Duration) ([]flow.Flow, record.CaptureStats, error) {
 	t.Helper()
 	src, err := capture.OpenFile(path)
 	if err != nil {
@@ -62,6 +73,9 @@ func runFile(t *testing.T, path string) ([]flow.Flow, record.CaptureStats, error
 	}
 	defer src.Close()
 	table := flow.NewTable(flow.DefaultMaxFlows)
+	if timeout > 0 {
+		table.IdleTimeout, table.ClosedTimeout = timeout, timeout
+	}
 	var flows []flow.Flow
 	table.OnEnd = func(f *flow.Flow) { flows = append(flows, *f) }
 	p := NewPipeline(table)
@@ -149,7 +163,11 @@ func TestConformance(t *testing.T) {
 		name := filepath.Base(path)
 		t.Run(name, func(t *testing.T) {
 			o := readOracle(t, filepath.Join(shared, "pcaps", "oracle", "conformance", name+".json"))
-			flows, stats, err := runFile(t, path)
+			// tshark's tables have no timeouts: neither does this run.
+			// (With the defaults, a 4-tuple silent for longer than the
+			// idle timeout, or 5 s after its FIN or RST, starts a new
+			// flow: TestConformance_Timeouts.)
+			flows, stats, err := runFileWith(t, path, 24*time.Hour)
 			if err != nil {
 				t.Fatalf("read: %v", err)
 			}
@@ -198,6 +216,33 @@ func TestConformance(t *testing.T) {
 					}
 				}
 			}
+			// TCP connections: tshark splits a reused 4-tuple into streams
+			// (tcp.stream); the product starts a new flow at a new SYN on
+			// a finished connection. The counts per 4-tuple must agree.
+			streams := map[string][2]int{}
+			for _, f := range flows {
+				if f.Proto == 6 {
+					k := unordered(f.Src.String(), f.SrcPort, f.Dst.String(), f.DstPort)
+					c := streams[k]
+					c[0]++
+					streams[k] = c
+				}
+			}
+			for _, r := range o.Conversations["tcp"] {
+				k := unordered(r.A, r.PortA, r.B, r.PortB)
+				c := streams[k]
+				c[1]++
+				streams[k] = c
+			}
+			for k, c := range streams {
+				if c[0] != c[1] {
+					d := "tcp-streams " + k
+					diffs = append(diffs, d)
+					if !contains(knownConvs(name), d) {
+						t.Errorf("TCP %s: %d flows, tshark %d streams", k, c[0], c[1])
+					}
+				}
+			}
 			sort.Strings(diffs)
 			for _, d := range knownDifferences[name] {
 				if !contains(diffs, d.conv) {
@@ -218,13 +263,23 @@ func contains(list []string, s string) bool {
 }
 
 func knownDifference(file string, k convKey) bool {
-	return contains(func() []string {
-		var out []string
-		for _, d := range knownDifferences[file] {
-			out = append(out, d.conv)
-		}
-		return out
-	}(), fmt.Sprintf("%s %s <-> %s", k.table, k.lo, k.hi))
+	return contains(knownConvs(file), fmt.Sprintf("%s %s <-> %s", k.table, k.lo, k.hi))
+}
+
+func knownConvs(file string) []string {
+	var out []string
+	for _, d := range knownDifferences[file] {
+		out = append(out, d.conv)
+	}
+	return out
+}
+
+func unordered(a string, pa uint16, b string, pb uint16) string {
+	ea, eb := endpoint(a, pa), endpoint(b, pb)
+	if ea > eb {
+		ea, eb = eb, ea
+	}
+	return ea + " <-> " + eb
 }
 
 type difference struct {
@@ -283,3 +338,129 @@ const (
 	whyTunnel = "tunnels: tshark counts every layer (quirk 6); the product's flow is the innermost conversation, " +
 		"so the outer layer has no flow of its own."
 )
+
+// With the default timeouts, gopacket-cip.pcap's RST'd connection whose
+// client retransmits the same SYN 20 s later, and its FIN retransmissions
+// spaced more than 5 s apart, start new flows (as in Zeek, whose
+// tcp_close_delay is also 5 s), while tshark keeps one stream per 4-tuple
+// for the whole file. Packets and bytes per 4-tuple still agree.
+func TestConformance_Timeouts(t *testing.T) {
+	shared := testenv.SharedDir(t)
+	path := filepath.Join(shared, "pcaps", "conformance", "gopacket-cip.pcap")
+	o := readOracle(t, filepath.Join(shared, "pcaps", "oracle", "conformance", "gopacket-cip.pcap.json"))
+	flows, _, err := runFile(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perTuple := map[string]int{}
+	for _, f := range flows {
+		if f.Proto == 6 {
+			perTuple[unordered(f.Src.String(), f.SrcPort, f.Dst.String(), f.DstPort)]++
+		}
+	}
+	k := unordered("10.200.1.18", 1054, "54.175.48.202", 80)
+	if perTuple[k] < 2 {
+		t.Errorf("%s: %d flows, want the connection split by the closed timeout", k, perTuple[k])
+	}
+	if len(perTuple) != len(o.Conversations["tcp"]) {
+		t.Errorf("%d TCP 4-tuples, tshark %d", len(perTuple), len(o.Conversations["tcp"]))
+	}
+	mine, want := ours(flows), theirs(o)
+	for k, w := range want {
+		if (k.table == "tcp" || k.table == "ipv4") && mine[k] != w {
+			t.Errorf("%s %s <-> %s: got %v, tshark %v", k.table, k.lo, k.hi, mine[k], w)
+		}
+	}
+}
+
+// TestConformance_Tshark asks the tshark installed here (not the stored
+// oracle) for its TCP and UDP conversation tables of every conformance
+// capture and checks the frames per direction, and the bytes where tshark
+// prints them exactly, against the product's flows. It skips without
+// tshark.
+func TestConformance_Tshark(t *testing.T) {
+	shared := testenv.SharedDir(t)
+	tshark := testenv.RequireTool(t, "tshark")
+	files, _ := filepath.Glob(filepath.Join(shared, "pcaps", "conformance", "*"))
+	for _, path := range files {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, tshark, "-n", "-q", "-o", "ip.defragment:TRUE", "-o", "ipv6.defragment:TRUE",
+				"-o", "tcp.desegment_tcp_streams:TRUE", "-z", "conv,tcp", "-z", "conv,udp", "-r", path)
+			cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+t.TempDir())
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("tshark: %v", err)
+			}
+			flows, _, err := runFileWith(t, path, 24*time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mine := ours(flows)
+			frames := map[convKey]counts{}
+			bytes := map[convKey]counts{}
+			inexact := map[convKey]bool{}
+			var rows int
+			table := ""
+			for _, line := range strings.Split(string(out), "\n") {
+				switch {
+				case strings.HasPrefix(line, "TCP Conversations"):
+					table = "tcp"
+				case strings.HasPrefix(line, "UDP Conversations"):
+					table = "udp"
+				}
+				f := strings.Fields(line)
+				if len(f) < 9 || f[1] != "<->" {
+					continue
+				}
+				rows++
+				a, pa := splitHostPort(t, f[0])
+				b, pb := splitHostPort(t, f[2])
+				// "<-" columns are B to A, "->" columns A to B. tshark
+				// prints exact byte counts below 10000 only.
+				addConv(frames, table, a, pa, b, pb, atoi(t, f[6]), 0, atoi(t, f[3]), 0)
+				addConv(bytes, table, a, pa, b, pb, 0, atoi(t, f[7]), 0, atoi(t, f[4]))
+				if f[5] != "bytes" || f[8] != "bytes" {
+					m := map[convKey]counts{}
+					addConv(m, table, a, pa, b, pb, 0, 0, 0, 0)
+					for k := range m {
+						inexact[k] = true
+					}
+				}
+			}
+			for k, w := range frames {
+				got := mine[k]
+				if knownDifference(name, k) {
+					continue
+				}
+				if got.fLoHi != w.fLoHi || got.fHiLo != w.fHiLo {
+					t.Errorf("%s %s <-> %s: got %v, tshark %d frames lo->hi, %d hi->lo", k.table, k.lo, k.hi, got, w.fLoHi, w.fHiLo)
+				}
+				if b := bytes[k]; !inexact[k] && (got.bLoHi != b.bLoHi || got.bHiLo != b.bHiLo) {
+					t.Errorf("%s %s <-> %s: got %v, tshark %d bytes lo->hi, %d hi->lo", k.table, k.lo, k.hi, got, b.bLoHi, b.bHiLo)
+				}
+			}
+			t.Logf("%d tshark rows", rows)
+		})
+	}
+}
+
+func splitHostPort(t *testing.T, s string) (string, uint16) {
+	t.Helper()
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		t.Fatalf("bad endpoint %q", s)
+	}
+	return s[:i], uint16(atoi(t, s[i+1:]))
+}
+
+func atoi(t *testing.T, s string) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("bad number %q", s)
+	}
+	return n
+}

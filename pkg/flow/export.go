@@ -122,10 +122,10 @@ func (t *Table) fill(f *Flow, e *entry, reason endReason) {
 	} else {
 		f.Src, f.Dst, f.SrcPort, f.DstPort = b, a, e.k.portB, e.k.portA
 	}
-	f.HasVLAN = e.k.vlan != 0
+	f.HasVLAN = e.vlan != 0
 	f.VLAN = 0
 	if f.HasVLAN {
-		f.VLAN = e.k.vlan - 1
+		f.VLAN = e.vlan - 1
 	}
 	f.First, f.Last = e.first, e.last
 	f.Packets, f.Bytes = e.pkts, e.bytes

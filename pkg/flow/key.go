@@ -11,19 +11,17 @@ import (
 // with the lower (address, port) is always A. Addresses are held as two
 // big-endian 64-bit halves of their 16-byte form (IPv4-mapped for IPv4,
 // with v6 false), so comparing and hashing are integer operations. It is a
-// comparable value of 48 bytes.
+// comparable value of 40 bytes.
 type key struct {
 	a, b         [2]uint64
 	portA, portB uint16
 	proto        uint8
 	v6           bool
-	// vlan is the VLAN ID plus one; 0 means untagged.
-	vlan uint16
 }
 
 func (k *key) eq(o *key) bool {
 	return k.a == o.a && k.b == o.b && k.portA == o.portA && k.portB == o.portB &&
-		k.proto == o.proto && k.v6 == o.v6 && k.vlan == o.vlan
+		k.proto == o.proto && k.v6 == o.v6
 }
 
 func halves(a netip.Addr) [2]uint64 {
@@ -48,9 +46,6 @@ func makeKey(p *decode.Packet, sport, dport uint16) (k key, aToB bool) {
 	src, dst := halves(p.Src), halves(p.Dst)
 	k.proto = p.Proto
 	k.v6 = p.Src.Is6()
-	if p.HasVLAN {
-		k.vlan = p.VLAN + 1
-	}
 	if endpointLess(dst, dport, src, sport) {
 		k.a, k.portA, k.b, k.portB = dst, dport, src, sport
 		return k, false
@@ -86,7 +81,7 @@ func (k *key) hash(seed uint64) uint64 {
 	h ^= h >> 29
 	h = (h ^ k.b[1]) * m
 	h ^= h >> 29
-	v := uint64(k.portA) | uint64(k.portB)<<16 | uint64(k.proto)<<32 | uint64(k.vlan)<<40
+	v := uint64(k.portA) | uint64(k.portB)<<16 | uint64(k.proto)<<32
 	if k.v6 {
 		v |= 1 << 63
 	}

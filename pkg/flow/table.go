@@ -89,6 +89,7 @@ type entry struct {
 	synSeq      [2]uint32
 	prev, next  uint32 // list links, index+1
 	seen        uint16
+	vlan        uint16 // the first packet's VLAN ID plus one; 0: untagged
 	tcpState    [2]uint8
 	prevState   [2]uint8
 	tcpFlags    uint8
@@ -190,16 +191,27 @@ func (t *Table) packet(p *decode.Packet, ts int64) (*entry, bool) {
 	i, ok := t.lookup(&k)
 	if ok && p.Proto == decode.ProtoTCP && p.TCPFlags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn {
 		// A new SYN on a connection that has been closed or reset is a
-		// new connection on a reused 4-tuple (as Zeek and tshark do).
+		// new connection on a reused 4-tuple, unless it repeats the
+		// initial SYN's sequence number: then it is a retransmission
+		// (Zeek's IsReuse; tshark's tcp.stream does the same).
 		if e := &t.entries[i]; e.closing() {
-			t.end(i, endReused)
-			ok = false
+			dir := 0
+			if aToB != e.origIsA {
+				dir = 1
+			}
+			if e.seen>>(8*dir)&seenS == 0 || e.synSeq[dir] != p.Seq {
+				t.end(i, endReused)
+				ok = false
+			}
 		}
 	}
 	if !ok {
 		i = t.insert(&k, ts)
 		e := &t.entries[i]
 		e.origIsA = aToB
+		if p.HasVLAN {
+			e.vlan = p.VLAN + 1
+		}
 		if p.Proto == decode.ProtoTCP && p.TCPFlags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn|decode.TCPAck {
 			// The first packet is a SYN-ACK: its receiver is the
 			// originator. Zeek marks such a flip with '^'.
@@ -325,6 +337,9 @@ func (t *Table) orphan(src, dst netip.Addr, proto uint8, vlan uint16, hasVLAN bo
 	if !ok {
 		i = t.insert(&k, first)
 		t.entries[i].origIsA = aToB
+		if hasVLAN {
+			t.entries[i].vlan = vlan + 1
+		}
 	}
 	e := &t.entries[i]
 	dir := 0

@@ -119,6 +119,8 @@ func TestTable_Counters(t *testing.T) {
 // suricata-bug-3844.pcap has this sequence).
 func TestTable_Reuse(t *testing.T) {
 	flows := collect(t, []seg{{true, S, 0}, {false, R, 0}, {true, S, 0}, {false, SA, 0}, {true, A, 0}})
+	// (collect gives every segment a new sequence number, so the second
+	// SYN is a new connection, not a retransmission.)
 	if len(flows) != 2 {
 		t.Fatalf("got %d flows, want 2", len(flows))
 	}
@@ -127,6 +129,23 @@ func TestTable_Reuse(t *testing.T) {
 	}
 	if flows[1].Packets != [2]uint64{2, 1} || flows[1].ID == flows[0].ID {
 		t.Errorf("second flow: got packets %v id %x (first %x)", flows[1].Packets, flows[1].ID, flows[0].ID)
+	}
+}
+
+// A SYN that repeats the first SYN's sequence number after a RST is a
+// retransmission, not a new connection (shared/pcaps conformance
+// gopacket-cip.pcap has such SYNs; tshark keeps one stream).
+func TestTable_SYNRetransmissionIsNotReuse(t *testing.T) {
+	tb := NewTable(16)
+	var ended []Flow
+	tb.OnEnd = func(f *Flow) { ended = append(ended, *f) }
+	for i, s := range []seg{{true, S, 0}, {false, R, 0}, {true, S, 0}} {
+		p := tcpPacket(s, 1000)
+		tb.Update(&p, int64(i))
+	}
+	tb.Flush()
+	if len(ended) != 1 || ended[0].Packets != [2]uint64{2, 1} {
+		t.Fatalf("got %+v, want one flow", ended)
 	}
 }
 
@@ -195,17 +214,23 @@ func TestTable_ICMPEchoIsOneFlow(t *testing.T) {
 	}
 }
 
-func TestTable_VLANIsPartOfTheKey(t *testing.T) {
+// The VLAN is not part of the key: a routed conversation captured on a
+// trunk has a different tag in each direction (shared/pcaps conformance
+// zeek-ldap-modify-request.pcapng), and tshark and Zeek key without it. The
+// flow records the first packet's tag.
+func TestTable_VLANIsNotPartOfTheKey(t *testing.T) {
 	tb := NewTable(16)
 	var ended []Flow
 	tb.OnEnd = func(f *Flow) { ended = append(ended, *f) }
 	p := udp(cli, srv, 1, 2, 100)
+	p.HasVLAN, p.VLAN = true, 81
 	tb.Update(&p, 1)
-	p.HasVLAN, p.VLAN = true, 42
-	tb.Update(&p, 2)
+	r := udp(srv, cli, 2, 1, 100)
+	r.HasVLAN, r.VLAN = true, 80
+	tb.Update(&r, 2)
 	tb.Flush()
-	if len(ended) != 2 {
-		t.Fatalf("got %d flows, want 2 (untagged and VLAN 42)", len(ended))
+	if len(ended) != 1 || !ended[0].HasVLAN || ended[0].VLAN != 81 || ended[0].Packets != [2]uint64{1, 1} {
+		t.Fatalf("got %+v, want one flow in VLAN 81 with a packet each way", ended)
 	}
 }
 
