@@ -9,7 +9,7 @@ const (
 	// MaxTunnels is the number of encapsulations (GRE, VXLAN, Geneve,
 	// IP-in-IP, 6in4, MPLS, PPPoE) Decode takes off one frame.
 	MaxTunnels = 8
-	// maxTags is the number of stacked 802.1Q/802.1ad/VN-Tag/PBB tags
+	// maxTags is the number of stacked 802.1Q/802.1ad/VN-Tag/E-Tag/PBB/FabricPath tags
 	// followed in one Ethernet header.
 	maxTags = 8
 	// maxLabels is the depth of an MPLS label stack (segment routing
@@ -17,38 +17,42 @@ const (
 	maxLabels = 16
 )
 
-// Default UDP ports of the UDP-based tunnels Decode takes off.
+// Default UDP destination ports of the UDP tunnels Decode takes off.
 const (
-	// VXLANPort is the IANA port of VXLAN (RFC 7348).
-	VXLANPort uint16 = 4789
-	// GenevePort is the IANA port of Geneve (RFC 8926).
-	GenevePort uint16 = 6081
+	// DefaultVXLANPort is the IANA port of VXLAN (RFC 7348).
+	DefaultVXLANPort uint16 = 4789
+	// DefaultGenevePort is the IANA port of Geneve (RFC 8926).
+	DefaultGenevePort uint16 = 6081
 )
 
 // Ethertypes.
 const (
-	etherTypeIPv4      = 0x0800
-	etherTypeIPv6      = 0x86dd
-	etherTypeVLAN      = 0x8100 // 802.1Q C-tag
-	etherTypeQinQ      = 0x88a8 // 802.1ad S-tag
-	etherTypeQinQOld   = 0x9100 // pre-802.1ad QinQ
-	etherTypeVNTag     = 0x8926 // Cisco VN-Tag
-	etherTypePBB       = 0x88e7 // 802.1ah I-tag
-	etherTypeMPLS      = 0x8847
-	etherTypeMPLSMcast = 0x8848
-	etherTypePPPoE     = 0x8864 // PPPoE session stage
-	etherTypePPP       = 0x880b // PPP in GRE (PPTP)
-	etherTypeTEB       = 0x6558 // transparent Ethernet bridging
-	etherTypeERSPAN2   = 0x88be // ERSPAN type I and II
-	etherTypeERSPAN3   = 0x22eb // ERSPAN type III
+	etherTypeIPv4       = 0x0800
+	etherTypeIPv6       = 0x86dd
+	etherTypeVLAN       = 0x8100 // 802.1Q C-tag
+	etherTypeQinQ       = 0x88a8 // 802.1ad S-tag
+	etherTypeQinQOld    = 0x9100 // pre-802.1ad QinQ
+	etherTypeVNTag      = 0x8926 // Cisco VN-Tag
+	etherTypeETag       = 0x893f // 802.1BR E-Tag
+	etherTypeFabricPath = 0x8903 // Cisco FabricPath
+	etherTypePBB        = 0x88e7 // 802.1ah I-tag
+	etherTypeMPLS       = 0x8847
+	etherTypeMPLSMcast  = 0x8848
+	etherTypePPPoE      = 0x8864 // PPPoE session stage
+	etherTypePPP        = 0x880b // PPP in GRE (PPTP)
+	etherTypeTEB        = 0x6558 // transparent Ethernet bridging
+	etherTypeERSPAN2    = 0x88be // ERSPAN type I and II
+	etherTypeERSPAN3    = 0x22eb // ERSPAN type III
 )
 
-// Decoder decodes frames into Packets. Create one with NewDecoder and use one
-// per goroutine: a Decoder is not safe for concurrent use once its fields are
-// changed, and it may keep scratch state in later versions.
+// Decoder decodes frames into Packets. Create one with NewDecoder and give
+// each decoding goroutine its own: Decode only reads the Decoder today, but
+// the Decoder is where per-goroutine scratch state belongs, so it is not
+// documented as safe for concurrent use.
 //
-// The exported fields are settings, already holding their defaults; change
-// them before the first Decode.
+// The exported fields are settings, holding their defaults after
+// NewDecoder; change them before the first Decode. The zero Decoder takes
+// no UDP tunnel off.
 type Decoder struct {
 	// VXLANPort is the UDP destination port decapsulated as VXLAN;
 	// 0 turns VXLAN decapsulation off. Linux's own default (8472, used by
@@ -61,7 +65,7 @@ type Decoder struct {
 
 // NewDecoder returns a Decoder with the default settings.
 func NewDecoder() *Decoder {
-	return &Decoder{VXLANPort: VXLANPort, GenevePort: GenevePort}
+	return &Decoder{VXLANPort: DefaultVXLANPort, GenevePort: DefaultGenevePort}
 }
 
 // Decode decodes one frame. data is the captured bytes (CapLen is len(data)),
@@ -74,8 +78,8 @@ func NewDecoder() *Decoder {
 // CapLen are always set; Src and Dst are set once an IP header was read) and
 // the frame belongs to no flow.
 //
-// Tunnels: GRE, VXLAN, Geneve, IP-in-IP, 6in4, MPLS and PPPoE are taken off
-// so that *p describes the innermost conversation. When a tunnel carries
+// Tunnels: GRE (and ERSPAN inside it), VXLAN, Geneve, IP-in-IP, 6in4, MPLS
+// and PPPoE are taken off so that *p describes the innermost conversation. When a tunnel carries
 // something other than IP (ARP in VXLAN, PPP control or encrypted PPP in
 // PPTP's GRE, a GRE ack without payload, an unknown GRE protocol), the
 // outer packet is the flow: the GRE packet (Proto 47, no ports) or the UDP
@@ -195,7 +199,8 @@ func (d *Decoder) etherType(et uint16, b []byte, p *Packet, llcOK bool) Result {
 	for tags := 0; ; tags++ {
 		if tags == maxTags {
 			switch et {
-			case etherTypeVLAN, etherTypeQinQ, etherTypeQinQOld, etherTypeVNTag, etherTypePBB:
+			case etherTypeVLAN, etherTypeQinQ, etherTypeQinQOld, etherTypeVNTag,
+				etherTypeETag, etherTypePBB, etherTypeFabricPath:
 				return ErrTooManyLayers
 			}
 		}
@@ -218,6 +223,21 @@ func (d *Decoder) etherType(et uint16, b []byte, p *Packet, llcOK bool) Result {
 			}
 			et = be16(b[4:])
 			b = b[6:]
+		case etherTypeETag:
+			// E-Tag: 6 bytes of tag, then the next type.
+			if len(b) < 8 {
+				return ErrTruncatedLink
+			}
+			et = be16(b[6:])
+			b = b[8:]
+		case etherTypeFabricPath:
+			// FabricPath: FTag and TTL (2), then the classical Ethernet
+			// frame's destination and source MAC addresses and type.
+			if len(b) < 16 {
+				return ErrTruncatedLink
+			}
+			et = be16(b[14:])
+			b = b[16:]
 		case etherTypePBB:
 			// 802.1ah: I-TAG(4), then the customer's destination and source
 			// MAC addresses and type.

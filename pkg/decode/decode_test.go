@@ -123,6 +123,8 @@ func decodeCases() []decodeCase {
 		{name: "vlan/too-many-tags", lt: LinkTypeEthernet, data: eth(0x8100, cat(tag(99, 0x8100), nestedTags)), res: ErrTooManyLayers},
 		{name: "vlan/truncated-tag", lt: LinkTypeEthernet, data: eth(0x8100, []byte{0, 42, 8}), res: ErrTruncatedLink},
 		{name: "vlan/vn-tag", lt: LinkTypeEthernet, data: eth(0x8926, cat(u32(0x80010002), u16(0x0800), tcp4)), want: wantTCP4},
+		{name: "vlan/e-tag", lt: LinkTypeEthernet, data: eth(0x893f, cat(make([]byte, 6), u16(0x8100), tag(6, 0x0800), tcp4)), want: with(wantTCP4, vlan(6))},
+		{name: "vlan/fabricpath", lt: LinkTypeEthernet, data: eth(0x8903, cat(u16(1), make([]byte, 12), u16(0x86dd), tcp6)), want: wantTCP6},
 		{name: "vlan/pbb", lt: LinkTypeEthernet, data: eth(0x88e7, cat(u32(0x00000100), make([]byte, 12), u16(0x8100), tag(3, 0x0800), tcp4)), want: with(wantTCP4, vlan(3))},
 
 		// Linux cooked captures.
@@ -280,7 +282,7 @@ func decodeCases() []decodeCase {
 		{name: "ipv6/ext-truncated", lt: LinkTypeRaw, data: ip6{next: protoHopByHop, plen: 100}.with(ext6(ProtoTCP, make([]byte, 30))[:20]), res: ErrTruncatedIP},
 		{name: "ipv6/ext-beyond-payload", lt: LinkTypeRaw, data: ip6{next: protoHopByHop}.with([]byte{ProtoTCP, 4, 0, 0, 0, 0, 0, 0}), res: ErrBadIPHeader},
 		{name: "ipv6/short", lt: LinkTypeRaw, data: tcp6[:39], res: ErrTruncatedIP},
-		{name: "ipv6/jumbogram", lt: LinkTypeRaw, data: ip6{next: protoHopByHop, plen: -1}.with(cat([]byte{ProtoUDP, 0, 0xc2, 4}, u32(8+8+70000), udp(5353, 53, nil)[:4], u16(0), u16(0))),
+		{name: "ipv6/jumbogram", lt: LinkTypeRaw, data: ip6{next: protoHopByHop, plen: -1}.with(cat([]byte{ProtoUDP, 0, 0xc2, 4}, u32(8+8+70000), udp(5353, 53, nil)[:4], u16(0), u16(0), make([]byte, 70000))),
 			want: view{Src: a6, Dst: b6, Proto: ProtoUDP, SrcPort: 5353, DstPort: 53, HasPorts: true, Payload: 70000}},
 		{name: "ipv6/payload-length-0-tso", lt: LinkTypeRaw, data: ip6{next: ProtoTCP, plen: -1}.with(tcp(1234, 80, TCPSyn, make([]byte, 300))),
 			want: with(wantTCP6, func(v *view) { v.Payload = 300 })},
@@ -405,6 +407,15 @@ func TestDecoder_Decode_snaplen(t *testing.T) {
 	}
 	if p.Payload != 30000 {
 		t.Errorf("Payload(TSO) = %d, want 30000", p.Payload)
+	}
+	// A jumbo payload option longer than the frame is taken as far as the
+	// frame goes.
+	jumbo := ip6{next: protoHopByHop, plen: -1}.with(cat([]byte{ProtoTCP, 0, 0xc2, 4}, u32(0xfffffff0), tcp(1234, 80, TCPAck, make([]byte, 100))))
+	if res := d.Decode(jumbo[:80], LinkTypeRaw, uint32(len(jumbo)), &p); res != OK {
+		t.Fatalf("Decode(jumbo) = %v, want ok", res)
+	}
+	if p.Payload != 100 {
+		t.Errorf("Payload(jumbo) = %d, want 100", p.Payload)
 	}
 }
 

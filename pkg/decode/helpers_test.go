@@ -24,13 +24,12 @@ type frame struct {
 	length   uint32
 }
 
-// corpusDir returns ../shared/pcaps/<sub> beside the module root, or skips
-// the test when the shared corpus is not there.
-func corpusDir(tb testing.TB, sub string) string {
-	tb.Helper()
+// findCorpusDir returns ../shared/pcaps/<sub> beside the module root (found
+// by walking up to go.mod), if it is there.
+func findCorpusDir(sub string) (string, bool) {
 	dir, err := os.Getwd()
 	if err != nil {
-		tb.Fatal(err)
+		return "", false
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
@@ -38,12 +37,23 @@ func corpusDir(tb testing.TB, sub string) string {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			tb.Skip("go.mod not found above the test directory")
+			return "", false
 		}
 		dir = parent
 	}
 	p := filepath.Join(dir, "..", "shared", "pcaps", sub)
 	if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+		return p, false
+	}
+	return p, true
+}
+
+// corpusDir returns the shared corpus folder sub, or skips the test when
+// it is not there.
+func corpusDir(tb testing.TB, sub string) string {
+	tb.Helper()
+	p, ok := findCorpusDir(sub)
+	if !ok {
 		tb.Skipf("shared capture corpus not found at %s", p)
 	}
 	return p
@@ -96,6 +106,12 @@ func readCapture(path string) ([]frame, error) {
 			frames = append(frames, frame{num: len(frames) + 1, data: data, linkType: uint16(intf.LinkType), length: uint32(ci.Length)})
 		}
 	}
+	return readPcap(raw)
+}
+
+// readPcap reads a classic pcap file with pcapgo.
+func readPcap(raw []byte) ([]frame, error) {
+	var frames []frame
 	r, err := pcapgo.NewReader(bufio.NewReader(bytes.NewReader(raw)))
 	if err != nil {
 		return nil, err
@@ -111,6 +127,37 @@ func readCapture(path string) ([]frame, error) {
 		}
 		frames = append(frames, frame{num: len(frames) + 1, data: data, linkType: lt, length: uint32(ci.Length)})
 	}
+}
+
+// readPcapLenient reads the records of a classic pcap file without the
+// checks pcapgo makes (capture length above the snapshot length or the
+// original length), so that the robustness test also decodes the frames a
+// stricter reader refuses. It stops at the first record that does not fit
+// in the file.
+func readPcapLenient(raw []byte) []frame {
+	if len(raw) < 24 {
+		return nil
+	}
+	var order binary.ByteOrder
+	switch binary.LittleEndian.Uint32(raw) {
+	case 0xa1b2c3d4, 0xa1b23c4d:
+		order = binary.LittleEndian
+	case 0xd4c3b2a1, 0x4d3cb2a1:
+		order = binary.BigEndian
+	default:
+		return nil
+	}
+	lt := uint16(order.Uint32(raw[20:]))
+	var frames []frame
+	for b := raw[24:]; len(b) >= 16; {
+		n, length := order.Uint32(b[8:]), order.Uint32(b[12:])
+		if uint64(n) > uint64(len(b)-16) {
+			break
+		}
+		frames = append(frames, frame{num: len(frames) + 1, data: b[16 : 16+n : 16+n], linkType: lt, length: length})
+		b = b[16+n:]
+	}
+	return frames
 }
 
 // checkPacket reports a Packet that breaks what Decode promises for a frame

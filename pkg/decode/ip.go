@@ -142,7 +142,8 @@ func (d *Decoder) ipv6(b []byte, p *Packet) Result {
 	b = b[40:]
 	if plen == 0 && next != protoNoNext {
 		if j, ok := jumboLength(next, b); ok {
-			plen = j // RFC 2675 jumbogram
+			// RFC 2675 jumbogram, no longer than the rest of the frame.
+			plen = min(j, len(b)+uncaptured(p))
 		} else {
 			// Segmentation offload (as for IPv4 above): the rest of the frame.
 			plen = len(b) + uncaptured(p)

@@ -86,7 +86,11 @@ type Packet struct {
 	HasVLAN bool
 
 	// Src and Dst are the innermost IP header's addresses (after any tunnel
-	// is taken off). IPv4 addresses are 4-byte (netip.Addr.Is4).
+	// is taken off). IPv4 addresses are 4-byte (netip.Addr.Is4). While an
+	// IPv4 source route option or an IPv6 routing header has addresses
+	// left to visit, Dst is the final destination, and an IPv6 Home
+	// Address option gives Src: the flow is between the endpoints, as Zeek
+	// and Wireshark's conversations key it (the header holds a waypoint).
 	Src, Dst netip.Addr
 	// Proto is the innermost transport protocol: the last Next Header after
 	// IPv6 extension headers, or IPv4's protocol field.
@@ -106,14 +110,18 @@ type Packet struct {
 
 	// Payload is the number of transport payload bytes the IP header
 	// announces (TCP data, UDP data), independent of the snapshot length.
+	// For SCTP it counts the bytes after the common header, for ICMP and
+	// ICMPv6 those after the 8-byte header, and for other protocols (and
+	// a later fragment) the whole IP payload.
 	Payload uint32
 
 	// Fragment state of the innermost fragmented IP header, if any.
 	Frag    Frag
 	FragKey FragKey
 
-	// Tunnels is the number of encapsulations taken off (GRE, VXLAN,
-	// IP-in-IP, 6in4, MPLS and PPPoE count one each).
+	// Tunnels is the number of encapsulations taken off (GRE (with any
+	// ERSPAN header), VXLAN, Geneve, IP-in-IP, 6in4, MPLS and PPPoE count
+	// one each), at most MaxTunnels.
 	Tunnels uint8
 }
 
@@ -127,11 +135,11 @@ const (
 	NonIP                  // well-formed frame without IP (ARP, STP, LLDP, PPP control…)
 	UnsupportedLink        // a link type this decoder does not read
 	ErrTruncatedLink
-	ErrBadLink        // malformed link-layer or encapsulation header
-	ErrTooManyLayers  // more nested encapsulations than the decoder follows
-	ErrTruncatedIP    // IP header cut short
-	ErrBadIPVersion   // version nibble does not match the link or ethertype
-	ErrBadIPHeader    // IPv4 IHL < 5, total length below the header, bad ext header chain
+	ErrBadLink       // malformed link-layer or encapsulation header
+	ErrTooManyLayers // more nested encapsulations than the decoder follows
+	ErrTruncatedIP   // IP header cut short
+	ErrBadIPVersion  // version nibble does not match the link or ethertype
+	ErrBadIPHeader   // IPv4 IHL < 5, total length below the header, bad ext header chain
 	ErrTruncatedTransport
 	ErrBadTransport // TCP data offset < 5, UDP length < 8 and the like
 	numResults
