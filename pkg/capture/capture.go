@@ -43,17 +43,21 @@ var ErrClosed = errors.New("capture: source closed")
 
 // Info describes one frame.
 type Info struct {
-	// Timestamp is the capture time the source recorded.
+	// Timestamp is the capture time the source recorded, in UTC.
 	Timestamp time.Time
-	// Length is the frame's original length on the wire; CaptureLength the
-	// number of bytes captured (at most the snapshot length).
+	// Length is the frame's original length on the wire (the pcap
+	// record's "len"; live, including a VLAN tag the kernel took off);
+	// CaptureLength is len(data), the bytes captured (at most the snapshot
+	// length). A damaged file can have CaptureLength > Length: both are
+	// reported as recorded, as tshark and tcpdump do.
 	Length        int
 	CaptureLength int
 	// LinkType is the frame's link type (LINKTYPE_* value, low 16 bits of
 	// the file's field). pcapng files may change it per interface.
 	LinkType uint16
 	// VLAN is the 802.1Q VLAN ID the kernel took off the frame (live
-	// capture reports it from the ring's ancillary data), or -1.
+	// capture reports it from the ring's ancillary data), or -1. Files
+	// always report -1: their frames keep their tags.
 	VLAN int
 }
 

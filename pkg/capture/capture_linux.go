@@ -13,11 +13,6 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// blockTimeout is how long the kernel keeps a partly filled ring block
-// before handing it over (tp_retire_blk_tov): the longest a packet waits
-// in the ring on a quiet link.
-const blockTimeout = 20 * time.Millisecond
-
 // drainLimit bounds the wait for frames that arrived before the filter.
 const drainLimit = 2 * time.Second
 
@@ -38,9 +33,12 @@ const drainLimit = 2 * time.Second
 // namespace's interfaces.
 //
 // Info.LinkType is LiveLinkType(cfg.Interface). Info.VLAN is the VLAN ID
-// the kernel took off the frame (reported out of band by the ring), or -1;
-// the frame's bytes then no longer hold the tag. Info.Length is the
-// frame's length without that tag, as the kernel reports it.
+// of the (outer) 802.1Q or 802.1ad tag the kernel took off an Ethernet
+// frame, reported out of band by the ring, or -1; the frame's bytes no
+// longer hold that tag, but Info.Length counts it, as tcpdump does: it is
+// the frame's length on the wire. For link type 101 (SOCK_DGRAM) the
+// frame starts at the IP header and Info.Length is the IP packet's
+// length.
 func OpenLive(cfg LiveConfig) (Source, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -55,7 +53,10 @@ func OpenLive(cfg LiveConfig) (Source, error) {
 		return nil, err
 	}
 
-	blockSize, numBlocks := ringGeometry(cfg.RingBytes, os.Getpagesize())
+	blockSize, numBlocks, err := ringGeometry(cfg.RingBytes, cfg.Snaplen, os.Getpagesize())
+	if err != nil {
+		return nil, fmt.Errorf("live capture: %w", err)
+	}
 	opts := []any{
 		afpacket.OptInterface(setup.ifname),
 		afpacket.OptTPacketVersion(afpacket.TPacketVersion3),
@@ -78,26 +79,12 @@ func OpenLive(cfg LiveConfig) (Source, error) {
 		return nil, fmt.Errorf("open AF_PACKET socket on %s (ring of %d blocks of %d KiB): %w",
 			cfg.Interface, numBlocks, blockSize>>10, err)
 	}
-	s := &liveSource{tp: tp, linkType: setup.linkType}
+	s := &liveSource{tp: tp, linkType: setup.linkType, dgram: setup.dgram}
 	if err := s.start(cfg, prog); err != nil {
 		tp.Close()
 		return nil, err
 	}
 	return s, nil
-}
-
-// ringGeometry splits ringBytes into blocks: 128 KiB blocks (or larger, to
-// keep at most 128 of them), at least 2, in whole pages.
-func ringGeometry(ringBytes, pageSize int) (blockSize, numBlocks int) {
-	blockSize = 128 << 10
-	for ringBytes/blockSize > 128 {
-		blockSize *= 2
-	}
-	for ringBytes/blockSize < 2 && blockSize > pageSize {
-		blockSize /= 2
-	}
-	blockSize = max(pageSize, blockSize/pageSize*pageSize)
-	return blockSize, max(2, ringBytes/blockSize)
 }
 
 // start attaches the filter without letting earlier frames through (see
@@ -120,6 +107,7 @@ func (s *liveSource) start(cfg LiveConfig, prog []bpf.RawInstruction) error {
 		if err != nil {
 			return fmt.Errorf("drain ring: %w", err)
 		}
+		s.drained++
 		if time.Since(begin) > drainLimit {
 			break // cannot happen with everything rejected; bounded anyway
 		}
@@ -146,6 +134,8 @@ type liveSource struct {
 	tp       *afpacket.TPacket
 	linkType uint16
 	closed   atomic.Bool // set by Close, read by ReadPacket (same goroutine)
+	drained  int         // frames discarded before the filter was attached
+	dgram    bool        // SOCK_DGRAM: frames start at the network header
 
 	mu sync.Mutex // guards the fields below; Stats may run on any goroutine
 	// afpacket adds each PACKET_STATISTICS reading (which resets the
@@ -170,15 +160,22 @@ func (s *liveSource) ReadPacket() ([]byte, Info, error) {
 		}
 		return nil, Info{}, fmt.Errorf("read AF_PACKET ring: %w", err)
 	}
-	vlan := -1
+	vlan, length := -1, ci.Length
 	for _, a := range ci.AncillaryData {
 		if v, ok := a.(afpacket.AncillaryVLAN); ok {
 			vlan = v.VLAN
+			if !s.dgram {
+				// The kernel took the 4-byte tag out of the frame and
+				// out of tp_len; on the wire it was there, and libpcap
+				// puts it back (len += VLAN_TAG_LEN), so tcpdump counts
+				// it too.
+				length += 4
+			}
 		}
 	}
 	return data, Info{
 		Timestamp:     ci.Timestamp.UTC(),
-		Length:        ci.Length,
+		Length:        length,
 		CaptureLength: ci.CaptureLength,
 		LinkType:      s.linkType,
 		VLAN:          vlan,

@@ -266,7 +266,11 @@ func TestOpenFile_PcapngLinkTypePerPacket(t *testing.T) {
 				t.Log("tshark not found: per-packet order not checked")
 				return
 			}
-			out, err := exec.Command(tshark, "-n", "-r", path, "-T", "fields", "-e", "frame.interface_id").Output()
+			cmd := exec.Command(tshark, "-n", "-r", path, "-T", "fields", "-e", "frame.interface_id")
+			// As make-oracle.sh: no personal configuration (which also
+			// keeps tshark from reading an unreadable $HOME).
+			cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+t.TempDir())
+			out, err := cmd.Output()
 			if err != nil {
 				t.Fatalf("tshark: %v", err)
 			}

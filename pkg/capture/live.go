@@ -13,8 +13,9 @@ import (
 
 // Defaults and bounds of LiveConfig.
 const (
-	// DefaultRingBytes is the ring's size: its pages are locked in memory
-	// and count against the process's 20 MiB budget.
+	// DefaultRingBytes is the ring's size: its pages are kernel memory
+	// mapped into the process (never swapped) and count against the
+	// process's 20 MiB budget.
 	DefaultRingBytes = 2 << 20
 	MinRingBytes     = 64 << 10
 	MaxRingBytes     = 256 << 20
@@ -26,6 +27,11 @@ const (
 	// AnyInterface captures on every interface of the namespace, as
 	// tcpdump -i any does.
 	AnyInterface = "any"
+
+	// blockTimeout is how long the kernel keeps a partly filled ring
+	// block before handing it over (tp_retire_blk_tov): the longest a
+	// frame waits in the ring on a quiet link.
+	blockTimeout = 20 * time.Millisecond
 )
 
 // Link types a live source reports (LINKTYPE_* values).
@@ -51,7 +57,8 @@ type LiveConfig struct {
 	Snaplen int
 	// RingBytes is the total size of the TPACKET_V3 ring, between
 	// MinRingBytes and MaxRingBytes, default DefaultRingBytes. It is
-	// rounded down to whole blocks.
+	// rounded down to whole blocks (32 KiB by default; larger for a large
+	// Snaplen) and must hold at least two.
 	RingBytes int
 	// Promiscuous asks the interface for frames not addressed to it
 	// (PACKET_ADD_MEMBERSHIP, undone when the socket closes). Off by
@@ -59,8 +66,8 @@ type LiveConfig struct {
 	// possible with "any".
 	Promiscuous bool
 	// PollTimeout is how long ReadPacket waits before it returns
-	// ErrTimeout, so that the caller can check its context: 1 ms to
-	// 1 minute, default DefaultPollTimeout.
+	// ErrTimeout, so that the caller can check its context: 1 ms to 1 s,
+	// default DefaultPollTimeout. OpenLive itself waits about that long.
 	PollTimeout time.Duration
 	// Filter is a classic BPF program (golang.org/x/net/bpf) run by the
 	// kernel on each frame, from its first byte in the link type
@@ -91,13 +98,36 @@ func (c LiveConfig) withDefaults() (LiveConfig, error) {
 	if c.PollTimeout == 0 {
 		c.PollTimeout = DefaultPollTimeout
 	}
-	if c.PollTimeout < time.Millisecond || c.PollTimeout > time.Minute {
-		return c, fmt.Errorf("poll timeout %v is out of range (1ms to 1m)", c.PollTimeout)
+	if c.PollTimeout < time.Millisecond || c.PollTimeout > time.Second {
+		return c, fmt.Errorf("poll timeout %v is out of range (1ms to 1s)", c.PollTimeout)
 	}
 	if c.Promiscuous && c.Interface == AnyInterface {
 		return c, errors.New(`promiscuous mode needs a named interface, not "any"`)
 	}
 	return c, nil
+}
+
+// ringGeometry splits ringBytes into TPACKET_V3 blocks. The kernel hands a
+// block over when it is full or blockTimeout after its first frame, so
+// at low rates each block holds blockTimeout's worth of frames however
+// large it is: many small blocks let a reader that stalls fall behind by
+// numBlocks × blockTimeout (64 × 20 ms with the defaults) before frames
+// are dropped, where a few large ones would allow 2 × 20 ms. A block is
+// 32 KiB, or more so that one frame of snaplen bytes and the ring's
+// headers fit, or so that there are at most 1024 blocks; in whole pages.
+// It fails when ringBytes holds fewer than two blocks.
+func ringGeometry(ringBytes, snaplen, pageSize int) (blockSize, numBlocks int, err error) {
+	blockSize = 32 << 10
+	for blockSize < snaplen+512 || ringBytes/blockSize > 1024 {
+		blockSize *= 2
+	}
+	blockSize = (blockSize + pageSize - 1) / pageSize * pageSize
+	numBlocks = ringBytes / blockSize
+	if numBlocks < 2 {
+		return 0, 0, fmt.Errorf("ring size %d bytes is too small for snaplen %d: it needs at least two blocks of %d KiB",
+			ringBytes, snaplen, blockSize>>10)
+	}
+	return blockSize, numBlocks, nil
 }
 
 // InterfaceNotFoundError is returned by OpenLive for an interface that

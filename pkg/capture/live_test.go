@@ -26,7 +26,8 @@ func TestLiveConfig_Errors(t *testing.T) {
 		{LiveConfig{Interface: "eth0", RingBytes: 257 << 20}, "ring size 269484032 bytes is out of range"},
 		{LiveConfig{Interface: "eth0", Snaplen: -1}, "snaplen -1 is out of range"},
 		{LiveConfig{Interface: "eth0", Snaplen: 262145}, "snaplen 262145 is out of range"},
-		{LiveConfig{Interface: "eth0", PollTimeout: time.Microsecond}, "poll timeout 1µs is out of range"},
+		{LiveConfig{Interface: "eth0", PollTimeout: time.Microsecond}, "poll timeout 1µs is out of range (1ms to 1s)"},
+		{LiveConfig{Interface: "eth0", PollTimeout: 2 * time.Second}, "poll timeout 2s is out of range"},
 		{LiveConfig{Interface: "any", Promiscuous: true}, `promiscuous mode needs a named interface, not "any"`},
 	}
 	for _, c := range cases {
@@ -39,19 +40,27 @@ func TestLiveConfig_Errors(t *testing.T) {
 
 func TestRingGeometry(t *testing.T) {
 	cases := []struct {
-		ring, page          int
-		wantBlock, wantNumb int
+		ring, snaplen, page  int
+		wantBlock, wantCount int
 	}{
-		{DefaultRingBytes, 4096, 128 << 10, 16},
-		{MinRingBytes, 4096, 32 << 10, 2},
-		{MaxRingBytes, 4096, 2 << 20, 128},
-		{100000, 4096, 32 << 10, 3},
-		{MinRingBytes, 64 << 10, 64 << 10, 2}, // 64 KiB pages: one page per block, still 2 blocks
+		{DefaultRingBytes, DefaultSnaplen, 4096, 32 << 10, 64},
+		{MinRingBytes, DefaultSnaplen, 4096, 32 << 10, 2},
+		{MaxRingBytes, DefaultSnaplen, 4096, 256 << 10, 1024},
+		{100000, DefaultSnaplen, 4096, 32 << 10, 3},
+		{1 << 20, 65535, 4096, 128 << 10, 8},
+		{DefaultRingBytes, DefaultSnaplen, 64 << 10, 64 << 10, 32}, // 64 KiB pages
+		{MinRingBytes, 262144, 4096, 0, 0},                         // one 512 KiB block would not fit
 	}
 	for _, c := range cases {
-		b, n := ringGeometry(c.ring, c.page)
-		if b != c.wantBlock || n != c.wantNumb || b%c.page != 0 {
-			t.Errorf("ringGeometry(%d, %d) = %d × %d, want %d × %d", c.ring, c.page, n, b, c.wantNumb, c.wantBlock)
+		b, n, err := ringGeometry(c.ring, c.snaplen, c.page)
+		if c.wantCount == 0 {
+			if err == nil {
+				t.Errorf("ringGeometry(%d, %d, %d) = %d × %d, want an error", c.ring, c.snaplen, c.page, n, b)
+			}
+			continue
+		}
+		if err != nil || b != c.wantBlock || n != c.wantCount || b%c.page != 0 || b < c.snaplen+512 {
+			t.Errorf("ringGeometry(%d, %d, %d) = %d × %d (%v), want %d × %d", c.ring, c.snaplen, c.page, n, b, err, c.wantCount, c.wantBlock)
 		}
 	}
 }

@@ -54,7 +54,6 @@ type pcapReader struct {
 	bigEndian bool
 	fracNanos int64 // nanoseconds per unit of the fraction field: 1000 or 1
 	linkType  uint16
-	snaplen   uint32
 	maxCapLen int
 	records   int // records returned so far
 	err       error
@@ -88,7 +87,6 @@ func newPcapReader(r io.Reader, magic [4]byte, c io.Closer) (*pcapReader, error)
 	if major := p.u16(h[4:]); major != 2 {
 		return nil, fmt.Errorf("unsupported pcap version %d.%d", major, p.u16(h[6:]))
 	}
-	p.snaplen = p.u32(h[16:])
 	// The upper bits of the link-type field carry the FCS length and
 	// reserved flags (pcap draft, "LinkType and additional information");
 	// the link type is the low 16 bits.

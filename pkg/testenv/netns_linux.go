@@ -41,7 +41,8 @@ type Pair struct {
 // NetnsPair creates two network namespaces joined by a veth pair, with
 // addresses on both ends, loopback and the veth ends up, segmentation and
 // receive offloads off (so captures see wire-sized packets), and IPv6
-// duplicate address detection off (the addresses are usable at once). It
+// duplicate address detection and router solicitations off (the addresses
+// are usable at once; fewer stray frames). It
 // skips the test unless it runs as root with ip(8) available. Cleanup kills
 // the processes Start started and deletes both namespaces, which deletes
 // the veth pair.
@@ -99,11 +100,14 @@ func NetnsPair(t testing.TB) *Pair {
 		v4, v6  netip.Addr
 	}{{p.A, p.DevA, p.A4, p.A6}, {p.B, p.DevB, p.B4, p.B6}} {
 		// accept_dad=0 before the link comes up: the link-local address
-		// is not tentative either.
+		// is not tentative either. No router solicitations: fewer stray
+		// frames in captures.
 		if err := InNetns(end.ns, func() error {
 			for _, f := range []string{"all", "default", end.dev} {
-				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+f+"/accept_dad", []byte("0"), 0); err != nil {
-					return err
+				for _, kv := range [][2]string{{"accept_dad", "0"}, {"router_solicitations", "0"}} {
+					if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+f+"/"+kv[0], []byte(kv[1]), 0); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
