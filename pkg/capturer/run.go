@@ -70,24 +70,41 @@ func ReadFile(ctx context.Context, src capture.Source, p *Pipeline) error {
 
 // ReadLive runs frames of a live source through p until ctx is done, then
 // ends every flow. While no packet arrives it advances the table's clock
-// with now, so idle flows still expire.
+// with now, so idle flows still end. About once a second it reads the
+// source's kernel counters, which keeps their accumulation exact (the
+// kernel's own counters are 32-bit and reset on each read).
 func ReadLive(ctx context.Context, src capture.Source, p *Pipeline, now func() time.Time) error {
 	defer p.Table().Flush()
-	for {
+	lastPoll := now()
+	poll := func(t time.Time) {
+		if t.Sub(lastPoll) >= time.Second {
+			lastPoll = t
+			_, _ = src.Stats()
+		}
+	}
+	done := ctx.Done()
+	for n := 1; ; n++ {
 		data, info, err := src.ReadPacket()
 		if err != nil {
 			if errors.Is(err, capture.ErrTimeout) {
 				if ctx.Err() != nil {
 					return nil
 				}
-				p.Table().Advance(now().UnixNano())
+				t := now()
+				p.Table().Advance(t.UnixNano())
+				poll(t)
 				continue
 			}
 			return fmt.Errorf("read packet: %w", err)
 		}
 		p.Packet(data, &info)
-		if ctx.Err() != nil {
+		select {
+		case <-done:
 			return nil
+		default:
+		}
+		if n&0x1fff == 0 {
+			poll(now())
 		}
 	}
 }
