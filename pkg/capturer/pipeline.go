@@ -74,13 +74,13 @@ func (p *Pipeline) Packet(data []byte, info *capture.Info) {
 		p.pkt.VLAN, p.pkt.HasVLAN = uint16(info.VLAN), true
 	}
 	ts := info.Timestamp.UnixNano()
-	id := p.table.Update(&p.pkt, ts)
+	h := p.table.Update(&p.pkt, ts)
 	if p.OnSample != nil {
 		p.nSample++
 		if p.SampleRate <= 1 || p.nSample >= p.SampleRate {
 			p.nSample = 0
 			p.sample = Sample{Timestamp: ts, Src: p.pkt.Src, Dst: p.pkt.Dst, SrcPort: p.pkt.SrcPort,
-				DstPort: p.pkt.DstPort, Proto: p.pkt.Proto, Length: uint32(info.Length), FlowID: id}
+				DstPort: p.pkt.DstPort, Proto: p.pkt.Proto, Length: uint32(info.Length), FlowID: p.table.ID(h)}
 			p.OnSample(&p.sample)
 		}
 	}

@@ -3,7 +3,6 @@ package capturer
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,19 +15,17 @@ import (
 )
 
 // JSONLWriter writes each ended flow as one JSON object per line (the
-// record of DESIGN.md). It buffers; call Flush at the end.
+// record of DESIGN.md), without allocating per flow. It buffers; call Flush
+// at the end.
 type JSONLWriter struct {
 	w   *bufio.Writer
-	enc *json.Encoder
+	buf []byte
 	err error
 }
 
 // NewJSONLWriter returns a writer of flow records to w.
 func NewJSONLWriter(w io.Writer) *JSONLWriter {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	return &JSONLWriter{w: bw, enc: enc}
+	return &JSONLWriter{w: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 0, 1024)}
 }
 
 // Write writes one flow; the first error sticks.
@@ -36,8 +33,8 @@ func (j *JSONLWriter) Write(f *flow.Flow) {
 	if j.err != nil {
 		return
 	}
-	r := f.Record()
-	j.err = j.enc.Encode(&r)
+	j.buf = append(f.AppendJSON(j.buf[:0]), '\n')
+	_, j.err = j.w.Write(j.buf)
 }
 
 // Flush flushes the buffer and returns the first error.

@@ -114,7 +114,7 @@ func (f *Flow) Record() record.Flow {
 
 // fill writes entry e into the snapshot f.
 func (t *Table) fill(f *Flow, e *entry, reason endReason) {
-	f.ID = e.id
+	f.ID = flowID(&e.k, e.born)
 	f.Proto = e.k.proto
 	a, b := e.k.addrA(), e.k.addrB()
 	if e.origIsA {
@@ -157,4 +157,91 @@ func (t *Table) fill(f *Flow, e *entry, reason endReason) {
 		}
 	}
 	f.EndReason = endReasonNames[reason]
+}
+
+// AppendJSON appends the flow's record as one JSON object (the same bytes
+// encoding/json writes for Record(), without the trailing newline) and
+// returns the extended buffer. It allocates nothing beyond buf's growth.
+func (f *Flow) AppendJSON(b []byte) []byte {
+	var tmp [64]byte
+	b = append(b, `{"id":"`...)
+	id := strconv.AppendUint(tmp[:0], f.ID, 16)
+	for range 16 - len(id) {
+		b = append(b, '0')
+	}
+	b = append(b, id...)
+	b = append(b, `","community_id":"`...)
+	b = communityid.AppendSum(b, 0, f.Proto, f.Src, f.Dst, f.SrcPort, f.DstPort)
+	b = append(b, `","proto":"`...)
+	b = appendProtoName(b, f.Proto)
+	b = append(b, `","proto_num":`...)
+	b = strconv.AppendUint(b, uint64(f.Proto), 10)
+	b = append(b, `,"src_ip":"`...)
+	b = f.Src.AppendTo(b)
+	b = append(b, `","src_port":`...)
+	b = strconv.AppendUint(b, uint64(f.SrcPort), 10)
+	b = append(b, `,"dst_ip":"`...)
+	b = f.Dst.AppendTo(b)
+	b = append(b, `","dst_port":`...)
+	b = strconv.AppendUint(b, uint64(f.DstPort), 10)
+	if f.HasVLAN && f.VLAN != 0 {
+		b = append(b, `,"vlan":`...)
+		b = strconv.AppendUint(b, uint64(f.VLAN), 10)
+	}
+	b = append(b, `,"first_seen":"`...)
+	b = time.Unix(0, f.First).UTC().AppendFormat(b, record.TimeLayout)
+	b = append(b, `","last_seen":"`...)
+	b = time.Unix(0, f.Last).UTC().AppendFormat(b, record.TimeLayout)
+	b = append(b, `","packets_sent":`...)
+	b = strconv.AppendUint(b, f.Packets[0], 10)
+	b = append(b, `,"bytes_sent":`...)
+	b = strconv.AppendUint(b, f.Bytes[0], 10)
+	b = append(b, `,"packets_received":`...)
+	b = strconv.AppendUint(b, f.Packets[1], 10)
+	b = append(b, `,"bytes_received":`...)
+	b = strconv.AppendUint(b, f.Bytes[1], 10)
+	if f.Proto == decode.ProtoTCP && f.TCPFlags != 0 {
+		b = append(b, `,"tcp_flags":"`...)
+		for i := range 8 {
+			if f.TCPFlags&(1<<i) != 0 {
+				b = append(b, tcpFlagLetters[i])
+			}
+		}
+		b = append(b, '"')
+	}
+	if f.historyLen > 0 {
+		b = append(b, `,"history":"`...)
+		b = append(b, f.history[:f.historyLen]...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"state":"`...)
+	b = append(b, f.State...)
+	b = append(b, '"')
+	if f.Direction != "" {
+		b = append(b, `,"direction":"`...)
+		b = append(b, f.Direction...)
+		b = append(b, '"')
+	}
+	if f.EndReason != "" {
+		b = append(b, `,"end_reason":"`...)
+		b = append(b, f.EndReason...)
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+func appendProtoName(b []byte, p uint8) []byte {
+	switch p {
+	case decode.ProtoICMP:
+		return append(b, "icmp"...)
+	case decode.ProtoTCP:
+		return append(b, "tcp"...)
+	case decode.ProtoUDP:
+		return append(b, "udp"...)
+	case decode.ProtoICMPv6:
+		return append(b, "icmpv6"...)
+	case decode.ProtoSCTP:
+		return append(b, "sctp"...)
+	}
+	return strconv.AppendUint(b, uint64(p), 10)
 }

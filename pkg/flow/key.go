@@ -25,6 +25,10 @@ func (k *key) eq(o *key) bool {
 }
 
 func halves(a netip.Addr) [2]uint64 {
+	if a.Is4() {
+		b := a.As4()
+		return [2]uint64{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[:]))}
+	}
 	b := a.As16()
 	return [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }

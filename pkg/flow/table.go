@@ -61,8 +61,12 @@ type Table struct {
 	OnEnd func(*Flow)
 
 	max     int
-	entries []entry
+	entries []entry // len max; entries[used:] were never used
+	used    uint32
 	free    uint32 // head of the free list, index+1
+	// index is an open-addressing hash table: each slot holds an entry's
+	// index+1 in its low 24 bits and 8 bits of the key's hash above them,
+	// so most mismatched probes never touch the entry.
 	index   []uint32
 	mask    uint64
 	seed    uint64
@@ -83,11 +87,11 @@ type list struct{ head, tail uint32 } // index+1; 0 = none
 
 type entry struct {
 	k           key
-	id          uint64
 	first, last int64
 	pkts, bytes [2]uint64 // [0]: originator to responder
 	synSeq      [2]uint32
 	prev, next  uint32 // list links, index+1
+	born        uint32 // low 32 bits of the creation time in ns, for the id
 	seen        uint16
 	vlan        uint16 // the first packet's VLAN ID plus one; 0: untagged
 	tcpState    [2]uint8
@@ -117,12 +121,18 @@ type fragEntry struct {
 	hasVLAN     bool
 }
 
+// MaxFlows is the largest table NewTable makes.
+const MaxFlows = 1<<24 - 1
+
 // NewTable returns a table that holds at most maxFlows flows (0 means
-// DefaultMaxFlows).
+// DefaultMaxFlows, more than MaxFlows means MaxFlows). Its memory is
+// allocated at once, about 150 bytes a flow; pages the table never uses
+// are never touched, so they take no resident memory.
 func NewTable(maxFlows int) *Table {
 	if maxFlows <= 0 {
 		maxFlows = DefaultMaxFlows
 	}
+	maxFlows = min(maxFlows, MaxFlows)
 	t := &Table{
 		IdleTimeout:   DefaultIdleTimeout,
 		ClosedTimeout: DefaultClosedTimeout,
@@ -131,7 +141,13 @@ func NewTable(maxFlows int) *Table {
 		max:           maxFlows,
 		seed:          rand.Uint64(),
 	}
-	t.grow(min(maxFlows, 1024))
+	t.entries = make([]entry, maxFlows)
+	size := 1
+	for size < 2*maxFlows {
+		size <<= 1
+	}
+	t.index = make([]uint32, size)
+	t.mask = uint64(size - 1)
 	return t
 }
 
@@ -149,10 +165,14 @@ func (t *Table) Stats() Stats {
 // Len returns the number of flows in the table.
 func (t *Table) Len() int { return t.stats.Active }
 
+// Handle names a flow in the table until it ends (0: none).
+type Handle uint32
+
 // Update charges one decoded packet (p, with its capture time ts in Unix
 // nanoseconds) to its flow, creating the flow if needed, and returns the
-// flow's id. It ends flows whose idle timeout has passed in packet time.
-func (t *Table) Update(p *decode.Packet, ts int64) uint64 {
+// flow's handle (0 for a fragment waiting for its first fragment). It ends
+// flows whose idle timeout has passed in packet time.
+func (t *Table) Update(p *decode.Packet, ts int64) Handle {
 	if ts > t.now {
 		t.now = ts
 	}
@@ -163,12 +183,22 @@ func (t *Table) Update(p *decode.Packet, ts int64) uint64 {
 	case decode.LaterFragment:
 		return t.laterFragment(p, ts)
 	case decode.FirstFragment:
-		e, aToB := t.packet(p, ts)
-		t.firstFragment(p, e, aToB)
-		return e.id
+		i, aToB := t.packet(p, ts)
+		t.firstFragment(p, &t.entries[i], aToB)
+		return Handle(i + 1)
 	}
-	e, _ := t.packet(p, ts)
-	return e.id
+	i, _ := t.packet(p, ts)
+	return Handle(i + 1)
+}
+
+// ID returns the stable id of the flow h names, as the flow's records
+// carry it.
+func (t *Table) ID(h Handle) uint64 {
+	if h == 0 {
+		return 0
+	}
+	e := &t.entries[h-1]
+	return flowID(&e.k, e.born)
 }
 
 // Advance moves the table's clock to ts (Unix nanoseconds) if it is later,
@@ -183,9 +213,9 @@ func (t *Table) Advance(ts int64) {
 	}
 }
 
-// packet charges p to its flow and returns the entry and the packet's
-// direction in key terms.
-func (t *Table) packet(p *decode.Packet, ts int64) (*entry, bool) {
+// packet charges p to its flow and returns the entry's index and the
+// packet's direction in key terms.
+func (t *Table) packet(p *decode.Packet, ts int64) (uint32, bool) {
 	sport, dport := flowPorts(p)
 	k, aToB := makeKey(p, sport, dport)
 	i, ok := t.lookup(&k)
@@ -235,7 +265,7 @@ func (t *Table) packet(p *decode.Packet, ts int64) (*entry, bool) {
 	} else if p.Proto == decode.ProtoUDP {
 		e.once(dir, seenD, 'D')
 	}
-	return e, aToB
+	return i, aToB
 }
 
 // charge adds one packet of the given wire length to entry i in direction
@@ -244,6 +274,7 @@ func (t *Table) charge(i uint32, dir int, length uint32, ts int64) {
 	e := &t.entries[i]
 	e.pkts[dir]++
 	e.bytes[dir] += uint64(length)
+	gap := ts - e.last
 	if ts > e.last {
 		e.last = ts
 	}
@@ -252,7 +283,11 @@ func (t *Table) charge(i uint32, dir int, length uint32, ts int64) {
 	}
 	e.dirty = true
 	t.stats.Packets++
-	if e.next != 0 {
+	// Keep the list in order of activity, but spare the cache misses of
+	// relinking on every packet of a busy flow: relink after a gap of a
+	// millisecond or more, else every 16th packet. A flow's place is then
+	// at most 16 sub-millisecond gaps stale.
+	if e.next != 0 && (gap >= int64(time.Millisecond) || (e.pkts[0]+e.pkts[1])&15 == 0) {
 		l := int(e.list)
 		t.unlink(i)
 		t.pushBack(l, i)
@@ -288,7 +323,7 @@ func (t *Table) firstFragment(p *decode.Packet, e *entry, aToB bool) {
 	t.fragMap()[fk] = f
 }
 
-func (t *Table) laterFragment(p *decode.Packet, ts int64) uint64 {
+func (t *Table) laterFragment(p *decode.Packet, ts int64) Handle {
 	fk := p.FragKey
 	f, ok := t.frags[fk]
 	if ok && f.hasFlow {
@@ -304,7 +339,7 @@ func (t *Table) laterFragment(p *decode.Packet, ts int64) uint64 {
 			dir = 1
 		}
 		t.charge(i, dir, p.Length, ts)
-		return e.id
+		return Handle(i + 1)
 	}
 	if !ok && len(t.frags) >= t.maxFragments() {
 		// No room to wait for the first fragment: charge it now to the
@@ -330,7 +365,7 @@ func (t *Table) laterFragment(p *decode.Packet, ts int64) uint64 {
 
 // orphan charges packets that cannot be tied to a transport flow to the
 // flow of their addresses and protocol, with ports zero.
-func (t *Table) orphan(src, dst netip.Addr, proto uint8, vlan uint16, hasVLAN bool, pkts, bytes uint64, first, last int64) uint64 {
+func (t *Table) orphan(src, dst netip.Addr, proto uint8, vlan uint16, hasVLAN bool, pkts, bytes uint64, first, last int64) Handle {
 	p := decode.Packet{Src: src, Dst: dst, Proto: proto, VLAN: vlan, HasVLAN: hasVLAN}
 	k, aToB := makeKey(&p, 0, 0)
 	i, ok := t.lookup(&k)
@@ -353,7 +388,7 @@ func (t *Table) orphan(src, dst netip.Addr, proto uint8, vlan uint16, hasVLAN bo
 	if first < e.first {
 		e.first = first
 	}
-	return e.id
+	return Handle(i + 1)
 }
 
 func (t *Table) maxFragments() int {
@@ -451,22 +486,24 @@ func (t *Table) end(i uint32, reason endReason) {
 // table is full, and returns its index.
 func (t *Table) insert(k *key, ts int64) uint32 {
 	if t.stats.Active >= t.max {
-		// Prefer a flow that is already closing; else the least recently
-		// active one.
-		h := t.lists[listClosing].head
-		if h == 0 {
-			h = t.lists[listActive].head
+		// Export the longest-idle flow: the older of the two lists'
+		// heads (each list is in order of activity).
+		h := t.lists[listActive].head
+		if c := t.lists[listClosing].head; c != 0 && (h == 0 || t.entries[c-1].last <= t.entries[h-1].last) {
+			h = c
 		}
 		t.end(h-1, endEvicted)
 	}
-	if t.free == 0 {
-		t.grow(min(t.max, 2*len(t.entries)))
+	var i uint32
+	if t.free != 0 {
+		i = t.free - 1
+		t.free = t.entries[i].next
+	} else {
+		i = t.used
+		t.used++
 	}
-	i := t.free - 1
 	e := &t.entries[i]
-	t.free = e.next
-	*e = entry{k: *k, first: ts, last: ts, inUse: true, dirty: true}
-	e.id = flowID(k, ts)
+	*e = entry{k: *k, first: ts, last: ts, born: uint32(ts), inUse: true, dirty: true}
 	t.stats.Active++
 	t.stats.Flows++
 	t.pushBack(listActive, i)
@@ -484,58 +521,45 @@ func (t *Table) remove(i uint32) {
 	t.stats.Active--
 }
 
-// grow makes room for n entries in total and rebuilds the index at a load
-// factor of at most one half.
-func (t *Table) grow(n int) {
-	old := len(t.entries)
-	if n <= old {
-		return
-	}
-	entries := make([]entry, n)
-	copy(entries, t.entries)
-	t.entries = entries
-	for i := n - 1; i >= old; i-- {
-		t.entries[i].next = t.free
-		t.free = uint32(i) + 1
-	}
-	size := 1
-	for size < 2*n {
-		size <<= 1
-	}
-	t.index = make([]uint32, size)
-	t.mask = uint64(size - 1)
-	for i := range t.entries[:old] {
-		if t.entries[i].inUse {
-			t.indexInsert(uint32(i))
-		}
-	}
-}
+const (
+	slotIndex = 1<<24 - 1
+	slotTag   = ^uint32(slotIndex)
+)
+
+// tag is the part of a hash kept in index slots: bits the slot's position
+// does not already use.
+func tag(h uint64) uint32 { return uint32(h>>32) & slotTag }
 
 func (t *Table) lookup(k *key) (uint32, bool) {
-	for s := k.hash(t.seed) & t.mask; ; s = (s + 1) & t.mask {
+	h := k.hash(t.seed)
+	tg := tag(h)
+	for s := h & t.mask; ; s = (s + 1) & t.mask {
 		v := t.index[s]
 		if v == 0 {
 			return 0, false
 		}
-		if t.entries[v-1].k.eq(k) {
-			return v - 1, true
+		if v&slotTag == tg {
+			if i := v&slotIndex - 1; t.entries[i].k.eq(k) {
+				return i, true
+			}
 		}
 	}
 }
 
 func (t *Table) indexInsert(i uint32) {
-	s := t.entries[i].k.hash(t.seed) & t.mask
+	h := t.entries[i].k.hash(t.seed)
+	s := h & t.mask
 	for t.index[s] != 0 {
 		s = (s + 1) & t.mask
 	}
-	t.index[s] = i + 1
+	t.index[s] = (i + 1) | tag(h)
 }
 
 // indexDelete removes entry i from the index with backward-shift deletion,
 // so lookups never need tombstones.
 func (t *Table) indexDelete(i uint32) {
 	s := t.entries[i].k.hash(t.seed) & t.mask
-	for t.index[s] != i+1 {
+	for t.index[s]&slotIndex != i+1 {
 		s = (s + 1) & t.mask
 	}
 	for {
@@ -547,7 +571,7 @@ func (t *Table) indexDelete(i uint32) {
 			if v == 0 {
 				return
 			}
-			home := t.entries[v-1].k.hash(t.seed) & t.mask
+			home := t.entries[v&slotIndex-1].k.hash(t.seed) & t.mask
 			// Move v into the hole at s unless its home lies cyclically
 			// in (s, j].
 			if (j > s && (home <= s || home > j)) || (j < s && home <= s && home > j) {
@@ -588,12 +612,12 @@ func (t *Table) unlink(i uint32) {
 	e.prev, e.next = 0, 0
 }
 
-// flowID is the flow's stable id: a hash of its key and its first packet's
-// time, so a reused 4-tuple gets a new id and the same capture always
-// gives the same ids.
-func flowID(k *key, first int64) uint64 {
+// flowID is the flow's stable id: a hash of its key and the time it was
+// created (its first packet's, in nanoseconds, low 32 bits), so a reused
+// 4-tuple gets a new id and the same capture always gives the same ids.
+func flowID(k *key, born uint32) uint64 {
 	h := k.hash(0x6c69676874736861) // "lightsha"
-	h ^= uint64(first)
+	h ^= uint64(born)
 	h *= 0x9e3779b97f4a7c15
 	h ^= h >> 31
 	return h

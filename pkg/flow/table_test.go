@@ -347,3 +347,55 @@ func BenchmarkTable_Update(b *testing.B) {
 	b.Run("miss", func(b *testing.B) { run(b, 1<<20, 1<<20) })
 	b.Run("evict", func(b *testing.B) { run(b, 1024, 100000) })
 }
+
+// Under pressure the longest-idle flow goes first, whichever list it is
+// in: a TCP connection that has just sent its first FIN is not exported in
+// the middle of its close while an idle UDP flow waits.
+func TestTable_EvictsLongestIdleAcrossLists(t *testing.T) {
+	tb := NewTable(2)
+	var ended []Flow
+	tb.OnEnd = func(f *Flow) { ended = append(ended, *f) }
+	d := udp(cli, srv, 5353, 53, 80)
+	tb.Update(&d, 1)
+	for i, s := range []seg{{true, S, 0}, {false, SA, 0}, {true, FA, 0}} { // closing now
+		p := tcpPacket(s, uint32(i))
+		tb.Update(&p, int64(10+i))
+	}
+	n := udp(cli, srv, 5354, 53, 80)
+	tb.Update(&n, 20) // full: the idle UDP flow is the one to go
+	if len(ended) != 1 || ended[0].Proto != decode.ProtoUDP || ended[0].SrcPort != 5353 {
+		t.Fatalf("evicted %+v, want the UDP flow idle since t=1", ended)
+	}
+}
+
+// A flow's id does not change when an earlier packet arrives late (merged
+// captures are not always in time order).
+func TestTable_IDIsStable(t *testing.T) {
+	tb := NewTable(4)
+	var ended []Flow
+	tb.OnEnd = func(f *Flow) { ended = append(ended, *f) }
+	p := udp(cli, srv, 1, 2, 100)
+	h := tb.Update(&p, 1000)
+	id := tb.ID(h)
+	tb.Update(&p, 500)
+	if tb.ID(h) != id {
+		t.Errorf("id changed from %x to %x", id, tb.ID(h))
+	}
+	tb.Flush()
+	if ended[0].ID != id || ended[0].First != 500 {
+		t.Errorf("got id %x first %d, want %x and 500", ended[0].ID, ended[0].First, id)
+	}
+}
+
+func TestFlow_AppendJSONDoesNotAllocate(t *testing.T) {
+	tb := NewTable(4)
+	var f Flow
+	tb.OnEnd = func(x *Flow) { f = *x }
+	p := tcpPacket(seg{true, S, 0}, 1)
+	tb.Update(&p, 1)
+	tb.Flush()
+	buf := make([]byte, 0, 1024)
+	if n := testing.AllocsPerRun(1000, func() { buf = f.AppendJSON(buf[:0]) }); n != 0 {
+		t.Errorf("got %v allocations, want 0", n)
+	}
+}
