@@ -284,7 +284,7 @@ func BenchmarkLivePipeline(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		cpu0 := selfCPU()
-		go func() { done <- capturer.ReadLive(ctx, src, p, time.Now) }()
+		go func() { done <- capturer.ReadLive(ctx, src, p, time.Now, nil) }()
 
 		args := []string{"netns", "exec", pair.A, replay, "-i", pair.DevA, "--preload-pcap", "--no-flow-stats", "--topspeed", live.Path}
 		out, err := exec.Command("ip", args...).CombinedOutput()

@@ -229,7 +229,7 @@ func runPipeline(b *testing.B, packets uint64, open func() capture.Source, jsonl
 		}
 		p := capturer.NewPipeline(table)
 		b.StartTimer()
-		if err := capturer.ReadFile(context.Background(), src, p); err != nil {
+		if err := capturer.ReadFile(context.Background(), src, p, nil); err != nil {
 			b.Fatal(err)
 		}
 		if w != nil {

@@ -52,6 +52,7 @@ func TestEncoder_RoundTripEveryMessage(t *testing.T) {
 	full.Samples[0].FlowID = ""
 	full.Dropped = ipc.DropStats{SamplesDropped: 1, BatchesCoalesced: 2, UpdatesDropped: 3, EndedDropped: 4, EndedPackets: 5, EndedBytes: math.MaxUint64}
 	full.Stats.FragmentsPending = 9
+	full.Stats.SamplesSkipped = 10
 	tests := []struct {
 		name string
 		m    ipc.Message

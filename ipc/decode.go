@@ -760,6 +760,8 @@ func (r *reader) stats(s *record.CaptureStats) {
 			s.Evictions = r.uint(math.MaxUint64)
 		case "fragments_pending":
 			s.FragmentsPending = r.uint(math.MaxUint64)
+		case "samples_skipped":
+			s.SamplesSkipped = r.uint(math.MaxUint64)
 		default:
 			return false
 		}

@@ -377,7 +377,7 @@ func (e *Encoder) sample(s *record.PacketSample) {
 // stats writes s; keys is scratch space for sorting decode_errors, returned
 // for reuse.
 func (e *Encoder) stats(s *record.CaptureStats, keys []string) []string {
-	e.mapLen(12)
+	e.mapLen(13)
 	e.key("packets")
 	e.uint(s.Packets)
 	e.key("bytes")
@@ -415,6 +415,8 @@ func (e *Encoder) stats(s *record.CaptureStats, keys []string) []string {
 	e.uint(s.Evictions)
 	e.key("fragments_pending")
 	e.uint(s.FragmentsPending)
+	e.key("samples_skipped")
+	e.uint(s.SamplesSkipped)
 	return keys
 }
 

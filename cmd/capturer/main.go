@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lightshark-dev/lightshark-mini/ipc"
 	"github.com/lightshark-dev/lightshark-mini/pkg/capfilter"
 	"github.com/lightshark-dev/lightshark-mini/pkg/capture"
 	"github.com/lightshark-dev/lightshark-mini/pkg/capturer"
@@ -42,6 +45,8 @@ type options struct {
 	iface          string
 	read           string
 	output         string
+	socket         string
+	flushInterval  time.Duration
 	filterPort     string
 	filterIP       string
 	filterProto    string
@@ -105,6 +110,8 @@ remaining ones at SIGINT/SIGTERM:
 	f.StringVarP(&o.iface, "interface", "i", "", `interface to capture on, or "any" (default: the default route's interface)`)
 	f.StringVarP(&o.read, "read", "r", "", `read packets from a pcap or pcapng file ("-" for standard input) instead of an interface`)
 	f.StringVar(&o.output, "output", "", `write flows to standard output in this format: "jsonl"`)
+	f.StringVar(&o.socket, "socket", "", "send flows to the API server listening on this Unix socket")
+	f.DurationVar(&o.flushInterval, "flush-interval", time.Second, "with --socket: how often updated flows are sent")
 	f.StringVar(&o.filterPort, "filter-port", "", "only traffic with this TCP/UDP/SCTP port on either side")
 	f.StringVar(&o.filterIP, "filter-ip", "", "only traffic to or from this address or CIDR (IPv4 or IPv6)")
 	f.StringVar(&o.filterProto, "filter-protocol", "", "only this protocol: tcp, udp, icmp, icmpv6, sctp or a number")
@@ -146,20 +153,43 @@ func (o *options) run(ctx context.Context) error {
 		return fmt.Errorf("--output: %q is not a known format (jsonl)", o.output)
 	case o.read != "" && o.iface != "":
 		return errors.New("--read and --interface exclude each other")
-	}
-	if o.output == "" {
-		return errors.New("--output jsonl is required (sending flows to the API server arrives with --socket)")
+	case o.output == "" && o.socket == "":
+		return errors.New("nowhere to send flows: give --socket PATH (the API server) or --output jsonl")
+	case o.output != "" && o.socket != "":
+		return errors.New("--output and --socket exclude each other")
+	case o.flushInterval < 10*time.Millisecond:
+		return fmt.Errorf("--flush-interval: %v is shorter than 10ms", o.flushInterval)
 	}
 
 	table := flow.NewTable(o.maxFlows)
 	table.IdleTimeout = time.Duration(o.connTimeout) * time.Second
 	table.ClosedTimeout = time.Duration(o.closedTimeout) * time.Second
-	out := capturer.NewJSONLWriter(o.stdout)
-	table.OnEnd = out.Write
 	p := capturer.NewPipeline(table)
 	p.SampleRate = o.sampleRate
-
+	var out *capturer.JSONLWriter
+	var client *ipc.Client
+	var exp *capturer.Exporter
+	var periodic *capturer.Periodic
 	var src capture.Source
+	if o.output != "" {
+		out = capturer.NewJSONLWriter(o.stdout)
+		table.OnEnd = out.Write
+	} else {
+		client = &ipc.Client{Path: o.socket, Logger: log.With("component", "ipc")}
+		exp = capturer.NewExporter(client)
+		table.OnEnd = exp.Ended
+		p.OnSample = exp.Sample
+		periodic = &capturer.Periodic{
+			Interval: o.flushInterval,
+			Due:      exp.Full,
+			Flush: func() {
+				if err := exp.Flush(table, capturer.StatsWithKernel(p.Stats(), src)); err != nil {
+					log.Warn("send batch", "err", err)
+				}
+			},
+		}
+	}
+
 	var runErr error
 	if o.read != "" {
 		if o.read == "-" {
@@ -172,7 +202,10 @@ func (o *options) run(ctx context.Context) error {
 		}
 		defer src.Close()
 		p.Filter = spec
-		runErr = capturer.ReadFile(ctx, src, p)
+		if err := o.startClient(ctx, client, "", 0, spec); err != nil {
+			return err
+		}
+		runErr = capturer.ReadFile(ctx, src, p, periodic)
 	} else {
 		src, err = o.openLive(spec, log)
 		if err != nil {
@@ -182,13 +215,30 @@ func (o *options) run(ctx context.Context) error {
 		if addrs, err := capture.InterfaceAddrs(o.iface); err == nil {
 			table.Local = capturer.LocalSet(addrs)
 		}
+		if err := o.startClient(ctx, client, o.iface, capture.LiveLinkType(o.iface), spec); err != nil {
+			return err
+		}
 		log.Info("capture started", "interface", o.iface, "filter", spec.String(), "uid", os.Getuid())
-		runErr = capturer.ReadLive(ctx, src, p, time.Now)
-	}
-	if err := out.Flush(); err != nil {
-		return fmt.Errorf("write flows: %w", err)
+		runErr = capturer.ReadLive(ctx, src, p, time.Now, periodic)
 	}
 	stats := capturer.StatsWithKernel(p.Stats(), src)
+	if out != nil {
+		if err := out.Flush(); err != nil {
+			return fmt.Errorf("write flows: %w", err)
+		}
+	} else {
+		// The last batch: every flow ended at shutdown or end of file.
+		// Wait (bounded) until the API server has committed it.
+		if err := exp.Flush(table, stats); err != nil {
+			log.Warn("send batch", "err", err)
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		err := client.Close(cctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("flush to the API server: %w", err)
+		}
+	}
 	if o.printStats {
 		if err := writeStats(o.stderr, stats); err != nil {
 			return err
@@ -198,6 +248,38 @@ func (o *options) run(ctx context.Context) error {
 		"decode_errors", stats.DecodeErrors, "kernel_drops", stats.KernelDrops)
 	if runErr != nil {
 		return fmt.Errorf("read %s: %w (%d packets before it were counted)", o.sourceName(), runErr, stats.Packets)
+	}
+	return nil
+}
+
+// startClient starts the IPC client (nil: nothing to do) with a hello
+// describing this capture.
+func (o *options) startClient(ctx context.Context, c *ipc.Client, iface string, linkType uint16, spec capfilter.Spec) error {
+	if c == nil {
+		return nil
+	}
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	v, _, _ := version.Info()
+	if iface == "" {
+		iface = "file:" + o.read
+	}
+	c.Hello = ipc.Hello{
+		InstanceID: hex.EncodeToString(id[:]),
+		Hostname:   host,
+		Software:   "lightshark-capturer " + v,
+		Interface:  iface,
+		LinkType:   linkType,
+		Filter:     spec.String(),
+		StartTime:  time.Now(),
+	}
+	// The client outlives ctx: at shutdown it still delivers the last batch
+	// (Close waits for it, bounded).
+	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("start IPC client: %w", err)
 	}
 	return nil
 }

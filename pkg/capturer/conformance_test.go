@@ -79,7 +79,7 @@ func runFileWith(t *testing.T, path string, timeout time.Duration) ([]flow.Flow,
 	var flows []flow.Flow
 	table.OnEnd = func(f *flow.Flow) { flows = append(flows, *f) }
 	p := NewPipeline(table)
-	err = ReadFile(context.Background(), src, p)
+	err = ReadFile(context.Background(), src, p, nil)
 	return flows, p.Stats(), err
 }
 

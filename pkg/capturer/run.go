@@ -45,14 +45,47 @@ func (j *JSONLWriter) Flush() error {
 	return j.w.Flush()
 }
 
+// Periodic is work the read loop does between packets, on the wall clock:
+// Flush every Interval, and at once when Due reports true (checked every
+// 1024 packets). Both run on the capture goroutine, which owns the table.
+type Periodic struct {
+	Interval time.Duration
+	Now      func() time.Time
+	Flush    func()
+	Due      func() bool
+
+	last time.Time
+}
+
+func (pr *Periodic) tick(force bool) {
+	if pr == nil || pr.Flush == nil {
+		return
+	}
+	t := pr.Now()
+	if force || (pr.Due != nil && pr.Due()) || (pr.Interval > 0 && t.Sub(pr.last) >= pr.Interval) {
+		pr.last = t
+		pr.Flush()
+	}
+}
+
 // ReadFile runs every frame of src through p, then ends every flow (end
 // reason "eof"). It returns nil at the end of the file, or the error that
 // stopped reading (a corrupt record): the frames before it are counted.
-func ReadFile(ctx context.Context, src capture.Source, p *Pipeline) error {
+// pr may be nil.
+func ReadFile(ctx context.Context, src capture.Source, p *Pipeline, pr *Periodic) error {
 	defer p.Table().Flush()
-	for n := 0; ; n++ {
-		if n&0xffff == 0 && ctx.Err() != nil {
-			return ctx.Err()
+	if pr != nil {
+		if pr.Now == nil {
+			pr.Now = time.Now
+		}
+		pr.last = pr.Now()
+	}
+	for n := 1; ; n++ {
+		if n&0x3ff == 0 {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			pr.tick(false)
 		}
 		data, info, err := src.ReadPacket()
 		if err != nil {
@@ -69,10 +102,16 @@ func ReadFile(ctx context.Context, src capture.Source, p *Pipeline) error {
 // ends every flow. While no packet arrives it advances the table's clock
 // with now, so idle flows still end. About once a second it reads the
 // source's kernel counters, which keeps their accumulation exact (the
-// kernel's own counters are 32-bit and reset on each read).
-func ReadLive(ctx context.Context, src capture.Source, p *Pipeline, now func() time.Time) error {
+// kernel's own counters are 32-bit and reset on each read). pr may be nil.
+func ReadLive(ctx context.Context, src capture.Source, p *Pipeline, now func() time.Time, pr *Periodic) error {
 	defer p.Table().Flush()
 	lastPoll := now()
+	if pr != nil {
+		if pr.Now == nil {
+			pr.Now = now
+		}
+		pr.last = lastPoll
+	}
 	poll := func(t time.Time) {
 		if t.Sub(lastPoll) >= time.Second {
 			lastPoll = t
@@ -90,6 +129,7 @@ func ReadLive(ctx context.Context, src capture.Source, p *Pipeline, now func() t
 				t := now()
 				p.Table().Advance(t.UnixNano())
 				poll(t)
+				pr.tick(false)
 				continue
 			}
 			return fmt.Errorf("read packet: %w", err)
@@ -100,8 +140,10 @@ func ReadLive(ctx context.Context, src capture.Source, p *Pipeline, now func() t
 			return nil
 		default:
 		}
-		if n&0x1fff == 0 {
-			poll(now())
+		if n&0x3ff == 0 {
+			t := now()
+			poll(t)
+			pr.tick(false)
 		}
 	}
 }

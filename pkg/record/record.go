@@ -148,4 +148,7 @@ type CaptureStats struct {
 	// FragmentsPending are fragments held until their first fragment shows
 	// which flow they belong to.
 	FragmentsPending uint64 `json:"fragments_pending" msgpack:"fragments_pending"`
+	// SamplesSkipped are packets the sampler did not keep because its
+	// per-batch bound was reached (the packets still count in their flows).
+	SamplesSkipped uint64 `json:"samples_skipped" msgpack:"samples_skipped"`
 }
