@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -187,7 +188,7 @@ func TestLive(t *testing.T) {
 
 	// tcpdump beside the capturer, on the same interface.
 	pcap := filepath.Join(dir, "oracle.pcap")
-	tcpdump := p.Command(p.B, "tcpdump", "-n", "-i", p.DevB, "--immediate-mode",
+	tcpdump := p.Command(p.B, "tcpdump", "-n", "-i", p.DevB, "--immediate-mode", "-B", "32768",
 		"--time-stamp-precision", "nano", "-U", "-w", pcap)
 	tdErr := &syncBuffer{}
 	tcpdump.Stderr = tdErr
@@ -227,8 +228,9 @@ func TestLive(t *testing.T) {
 		}
 		p.Exec(t, p.A, "curl", "-s", "-o", "/dev/null", "http://"+host+":8080/small.txt")
 	}
-	p.Exec(t, p.A, "curl", "-s", "-o", "/dev/null", "http://"+b4+":8080/large.bin")
-	p.Exec(t, p.A, "curl", "-s", "-o", "/dev/null", "http://"+b6+":8080/large.bin")
+	// Bounded rates: the oracle (tcpdump writing a file) must not drop.
+	p.Exec(t, p.A, "curl", "-s", "--limit-rate", "20M", "-o", "/dev/null", "http://"+b4+":8080/large.bin")
+	p.Exec(t, p.A, "curl", "-s", "--limit-rate", "20M", "-o", "/dev/null", "http://"+b6+":8080/large.bin")
 	p.Command(p.A, "curl", "-s", "-o", "/dev/null", "--max-time", "5", "http://"+b4+":9/").Run() // refused
 	p.Exec(t, p.A, "ping", "-c", "3", "-i", "0.2", "-s", "4000", b4)
 	p.Exec(t, p.A, "ping", "-6", "-c", "3", "-i", "0.2", "-s", "4000", p.B6.String())
@@ -246,6 +248,9 @@ func TestLive(t *testing.T) {
 		t.Fatalf("tcpdump: %v", err)
 	}
 
+	if m := regexp.MustCompile(`(\d+) packets? dropped by kernel`).FindStringSubmatch(tdErr.String()); m == nil || m[1] != "0" {
+		t.Fatalf("tcpdump, the oracle, dropped packets or did not say: %q", tdErr.String())
+	}
 	var stats struct{ Stats record.CaptureStats }
 	for _, line := range strings.Split(liveErr.String(), "\n") {
 		if strings.HasPrefix(line, `{"stats"`) {

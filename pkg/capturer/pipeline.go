@@ -73,14 +73,18 @@ func (p *Pipeline) Packet(data []byte, info *capture.Info) {
 		// The kernel took the tag off; the ring reported it.
 		p.pkt.VLAN, p.pkt.HasVLAN = uint16(info.VLAN), true
 	}
-	ts := info.Timestamp.UnixNano()
-	h := p.table.Update(&p.pkt, ts)
+	p.update(&p.pkt, info.Timestamp.UnixNano())
+}
+
+// update charges a decoded packet to its flow and samples it.
+func (p *Pipeline) update(pkt *decode.Packet, ts int64) {
+	h := p.table.Update(pkt, ts)
 	if p.OnSample != nil {
 		p.nSample++
 		if p.SampleRate <= 1 || p.nSample >= p.SampleRate {
 			p.nSample = 0
-			p.sample = Sample{Timestamp: ts, Src: p.pkt.Src, Dst: p.pkt.Dst, SrcPort: p.pkt.SrcPort,
-				DstPort: p.pkt.DstPort, Proto: p.pkt.Proto, Length: uint32(info.Length), FlowID: p.table.ID(h)}
+			p.sample = Sample{Timestamp: ts, Src: pkt.Src, Dst: pkt.Dst, SrcPort: pkt.SrcPort,
+				DstPort: pkt.DstPort, Proto: pkt.Proto, Length: pkt.Length, FlowID: p.table.ID(h)}
 			p.OnSample(&p.sample)
 		}
 	}

@@ -71,32 +71,13 @@ func (pr *Periodic) tick(force bool) {
 // ReadFile runs every frame of src through p, then ends every flow (end
 // reason "eof"). It returns nil at the end of the file, or the error that
 // stopped reading (a corrupt record): the frames before it are counted.
-// pr may be nil.
+// Reading and decoding run on a goroutine of their own, beside the flow
+// table's (the caller's). pr may be nil.
 func ReadFile(ctx context.Context, src capture.Source, p *Pipeline, pr *Periodic) error {
-	defer p.Table().Flush()
-	if pr != nil {
-		if pr.Now == nil {
-			pr.Now = time.Now
-		}
-		pr.last = pr.Now()
-	}
-	for n := 1; ; n++ {
-		if n&0x3ff == 0 {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			pr.tick(false)
-		}
-		data, info, err := src.ReadPacket()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		p.Packet(data, &info)
-	}
+	return readFileParallel(ctx, src, p, pr)
 }
+
+var nowFunc = time.Now
 
 // ReadLive runs frames of a live source through p until ctx is done, then
 // ends every flow. While no packet arrives it advances the table's clock
