@@ -260,3 +260,11 @@ var (
 	// listens on the path.
 	ErrSocketInUse = errors.New("socket in use by a live server")
 )
+
+// ConnObserver is an optional interface of a Handler: the server tells it
+// when a capturer's connection completed its hello and when it ended (a
+// health check can then tell a connected capturer from a silent one).
+type ConnObserver interface {
+	Connected(Peer)
+	Disconnected(Peer)
+}

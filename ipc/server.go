@@ -404,6 +404,10 @@ func (c *serverConn) run() (code string, err error) {
 	s.accepted.Add(1)
 	c.log.Info("capturer connected", "proto_version", v, "last_seq", last,
 		"interface", h.Interface, "hostname", h.Hostname, "software", h.Software)
+	if o, ok := s.Handler.(ConnObserver); ok {
+		o.Connected(c.peer)
+		defer o.Disconnected(c.peer)
+	}
 
 	for {
 		m, err := c.read(false)
