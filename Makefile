@@ -14,12 +14,18 @@ TEST_PKGS := tshark tcpdump tcpreplay iperf3 iproute2 iputils-ping ethtool \
              dnsmasq-base dnsutils libcap2-bin curl python3 gcc libc6-dev
 FUZZTIME ?= 30s
 
-.PHONY: all build test test-deps bench fuzz lint check-deps tidy help clean
+.PHONY: all build run test test-deps bench fuzz lint check-deps tidy help clean
+
+# make run: capture on the default interface, history in SQLite, API on :3000.
+RUN_DIR ?= /tmp/lightshark-run
+DB_PATH ?= $(RUN_DIR)/traffic.db
+PORT    ?= 3000
 
 all: build
 
 help:
 	@echo "build       static binaries into $(BIN)/ (CGO_ENABLED=0)"
+	@echo "run         build, then capture on the default interface into SQLite and serve the API on :$(PORT) (root)"
 	@echo "test        install test tools when missing (Debian), then go test -race ./..."
 	@echo "bench       benchmarks side by side with tcpdump/tshark (see README)"
 	@echo "fuzz        each fuzz target for FUZZTIME (default $(FUZZTIME))"
@@ -31,6 +37,16 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/lightshark-capturer ./cmd/capturer
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/lightshark-apiserver ./cmd/apiserver
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/lightshark-mini ./cmd/lightshark-mini
+
+# The API server (unprivileged, uid 65534) owns the socket and the database;
+# the capturer opens its AF_PACKET socket as root, then drops to uid 65534.
+run: build
+	@install -d -m 0755 $(RUN_DIR)
+	@chown 65534:65534 $(RUN_DIR)
+	@trap 'kill 0' INT TERM EXIT; \
+	setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps -all \
+	  ./$(BIN)/lightshark-apiserver --socket $(RUN_DIR)/ipc.sock --db-path $(DB_PATH) -p $(PORT) & \
+	sleep 1; ./$(BIN)/lightshark-capturer --socket $(RUN_DIR)/ipc.sock --user 65534; wait
 
 # Installs what the tests need when it is missing (Debian, as root), so a
 # fresh machine and CI run the same command.

@@ -181,7 +181,7 @@ func (o *options) run(ctx context.Context) error {
 		out = capturer.NewJSONLWriter(o.stdout)
 		table.OnEnd = out.Write
 	} else {
-		client = &ipc.Client{Path: o.socket, Logger: log.With("component", "ipc")}
+		client = &ipc.Client{Path: o.socket, Logger: log}
 		exp = capturer.NewExporter(client)
 		table.OnEnd = exp.Ended
 		p.OnSample = exp.Sample
