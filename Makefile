@@ -81,10 +81,11 @@ lint:
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 
-# The capturer must not link SQLite or HTTP; the API server must not link
-# packet parsing (../shared/LAYOUT.md).
+# The capturer must not link SQLite or HTTP (nor gopacket/layers, whose
+# tables cost ~1 MiB of RSS); the API server must not link packet parsing
+# (../shared/LAYOUT.md).
 check-deps:
-	@bad=$$($(GO) list -deps ./cmd/capturer | grep -E 'sqlite|^net/http$$|gorilla/websocket' || true); \
+	@bad=$$($(GO) list -deps ./cmd/capturer | grep -E 'sqlite|^net/http$$|gorilla/websocket|gopacket/layers' || true); \
 	if [ -n "$$bad" ]; then echo "capturer links: $$bad"; exit 1; fi
 	@bad=$$($(GO) list -deps ./cmd/apiserver | grep -E 'gopacket|/pkg/(capture|decode|flow|capfilter)$$' || true); \
 	if [ -n "$$bad" ]; then echo "apiserver links: $$bad"; exit 1; fi

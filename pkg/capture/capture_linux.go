@@ -25,7 +25,8 @@ const drainLimit = 2 * time.Second
 // OpenLive first attaches a program that rejects everything, reads and
 // discards what reached the ring meanwhile (waiting out the ring's block
 // timeout), takes the kernel's counters as the zero of Stats, and only
-// then attaches the real program. This costs about PollTimeout plus 40 ms.
+// then attaches the real program. This costs twice the ring's block
+// timeout (80 ms) rounded up to a whole PollTimeout: 200 ms by default.
 //
 // It needs CAP_NET_RAW; without it the error wraps syscall.EPERM and says
 // so: "open AF_PACKET socket: operation not permitted (needs CAP_NET_RAW)".
@@ -98,7 +99,7 @@ func (s *liveSource) start(cfg LiveConfig, prog []bpf.RawInstruction) error {
 		_, _, err := s.tp.ZeroCopyReadPacketData()
 		if errors.Is(err, afpacket.ErrTimeout) {
 			// A block holding frames is handed over at the latest after
-			// blockTimeout; two of them leave room for timer slack.
+			// the block timeout; two of them leave room for timer slack.
 			if time.Since(begin) >= 2*blockTimeout {
 				break
 			}

@@ -100,10 +100,91 @@ func openUncompressed(r io.Reader, c io.Closer) (Source, error) {
 	case magicPcapMicro, magicPcapMicroLE, magicPcapNano, magicPcapNanoLE:
 		return newPcapReader(r, magic, c)
 	case magicPcapng:
-		return newPcapngReader(io.MultiReader(bytes.NewReader(magic[:]), r), c)
+		return newPcapngReader(r, magic, c)
 	}
 	return nil, fmt.Errorf("%w (magic 0x%08x)", ErrNotCapture, m)
 }
 
 // errDamaged marks records no capture tool could have written.
 var errDamaged = errors.New("damaged or corrupt file")
+
+// fileBufferSize is the read buffer of both file readers: large enough for
+// any record up to maxSnaplen, so it never grows for ordinary files.
+const fileBufferSize = 256 << 10
+
+// readBuffer is the buffered input of the file readers: frames are handed
+// out as slices of buf, so reading costs one read(2) per buffer and no
+// allocation or copy per packet.
+type readBuffer struct {
+	r        io.Reader
+	buf      []byte
+	off, end int // unread bytes are buf[off:end]
+}
+
+// newReadBuffer returns a buffer over r holding prefix, the bytes already
+// read from r to detect the format.
+func newReadBuffer(r io.Reader, prefix []byte) readBuffer {
+	b := readBuffer{r: r, buf: make([]byte, fileBufferSize)}
+	b.end = copy(b.buf, prefix)
+	return b
+}
+
+// fill reads until at least n unread bytes are buffered. It returns io.EOF
+// when the input ended with no unread byte at all, io.ErrUnexpectedEOF when
+// it ended with fewer than n. The buffer grows only when n exceeds it and
+// only by doubling once it is full of real input, so a bogus length in a
+// short file cannot make it allocate more than twice the file's size.
+func (b *readBuffer) fill(n int) error {
+	if b.end-b.off >= n {
+		return nil
+	}
+	if b.off > 0 && b.off+n > len(b.buf) {
+		// Move the unread bytes to the front.
+		b.end = copy(b.buf, b.buf[b.off:b.end])
+		b.off = 0
+	}
+	for b.end-b.off < n {
+		if b.end == len(b.buf) {
+			// Here off is 0 and the buffer is full of input, yet too
+			// small for n bytes.
+			size := min(2*len(b.buf), n)
+			nb := make([]byte, size)
+			copy(nb, b.buf[:b.end])
+			b.buf = nb
+		}
+		m, err := b.r.Read(b.buf[b.end:])
+		b.end += m
+		if err != nil {
+			if b.end-b.off >= n {
+				return nil // the next Read reports the error again
+			}
+			if err == io.EOF {
+				if b.end == b.off {
+					return io.EOF
+				}
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// discard skips n bytes of input without growing the buffer, however large
+// n is. It returns io.ErrUnexpectedEOF when the input ends first.
+func (b *readBuffer) discard(n int) error {
+	for {
+		k := min(n, b.end-b.off)
+		b.off += k
+		n -= k
+		if n == 0 {
+			return nil
+		}
+		if err := b.fill(1); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+}

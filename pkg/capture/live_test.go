@@ -38,18 +38,30 @@ func TestLiveConfig_Errors(t *testing.T) {
 	}
 }
 
+// TestBlockTimeout keeps the ring's block timeout under the default poll
+// timeout: an idle ReadPacket then means that the ring is empty.
+func TestBlockTimeout(t *testing.T) {
+	if blockTimeout >= DefaultPollTimeout {
+		t.Errorf("block timeout %v, not under the default poll timeout %v", blockTimeout, DefaultPollTimeout)
+	}
+}
+
 func TestRingGeometry(t *testing.T) {
 	cases := []struct {
 		ring, snaplen, page  int
 		wantBlock, wantCount int
 	}{
-		{DefaultRingBytes, DefaultSnaplen, 4096, 32 << 10, 64},
-		{MinRingBytes, DefaultSnaplen, 4096, 32 << 10, 2},
-		{MaxRingBytes, DefaultSnaplen, 4096, 256 << 10, 1024},
+		{DefaultRingBytes, DefaultSnaplen, 4096, 128 << 10, 16},
+		{8 << 20, DefaultSnaplen, 4096, 128 << 10, 64},
+		{1 << 20, DefaultSnaplen, 4096, 64 << 10, 16},     // smaller blocks, still 16
+		{512 << 10, DefaultSnaplen, 4096, 32 << 10, 16},   // the smallest blocks
+		{MinRingBytes, DefaultSnaplen, 4096, 32 << 10, 2}, // fewer, not smaller
 		{100000, DefaultSnaplen, 4096, 32 << 10, 3},
-		{1 << 20, 65535, 4096, 128 << 10, 8},
-		{DefaultRingBytes, DefaultSnaplen, 64 << 10, 64 << 10, 32}, // 64 KiB pages
-		{MinRingBytes, 262144, 4096, 0, 0},                         // one 512 KiB block would not fit
+		{MaxRingBytes, DefaultSnaplen, 4096, 256 << 10, 1024}, // at most 1024 blocks
+		{1 << 20, 65535, 4096, 128 << 10, 8},                  // one frame of 65535 bytes fits
+		{DefaultRingBytes, 262144, 4096, 512 << 10, 4},
+		{DefaultRingBytes, DefaultSnaplen, 64 << 10, 128 << 10, 16}, // 64 KiB pages
+		{MinRingBytes, 262144, 4096, 0, 0},                          // one 512 KiB block would not fit
 	}
 	for _, c := range cases {
 		b, n, err := ringGeometry(c.ring, c.snaplen, c.page)

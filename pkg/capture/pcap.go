@@ -18,10 +18,6 @@ const (
 	// WTAP_MAX_PACKET_SIZE_STANDARD: a longer record is damage, not data
 	// ("File has N-byte packet, bigger than maximum of 262144").
 	maxSnaplen = 262144
-
-	// pcapBufferSize is the read buffer: large enough for any record up
-	// to maxSnaplen, so it never grows for ordinary files.
-	pcapBufferSize = 256 << 10
 )
 
 // maxCaptureLength is the longest record accepted for a link type: libpcap's
@@ -47,10 +43,8 @@ func maxCaptureLength(linkType uint16) int {
 // rejects records whose captured length exceeds the original length (tshark
 // and tcpdump read those); see BenchmarkFileRead.
 type pcapReader struct {
-	r         io.Reader
+	readBuffer
 	closer    io.Closer
-	buf       []byte
-	off, end  int // unread bytes are buf[off:end]
 	bigEndian bool
 	fracNanos int64 // nanoseconds per unit of the fraction field: 1000 or 1
 	linkType  uint16
@@ -62,9 +56,7 @@ type pcapReader struct {
 // newPcapReader reads the rest of the file header; magic holds its first 4
 // bytes, already read from r.
 func newPcapReader(r io.Reader, magic [4]byte, c io.Closer) (*pcapReader, error) {
-	p := &pcapReader{r: r, closer: c, buf: make([]byte, pcapBufferSize)}
-	copy(p.buf, magic[:])
-	p.end = len(magic)
+	p := &pcapReader{readBuffer: newReadBuffer(r, magic[:]), closer: c}
 	if err := p.fill(pcapFileHeaderLen); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -108,47 +100,6 @@ func (p *pcapReader) u32(b []byte) uint32 {
 		return binary.BigEndian.Uint32(b)
 	}
 	return binary.LittleEndian.Uint32(b)
-}
-
-// fill reads until at least n unread bytes are buffered. It returns io.EOF
-// when the input ended with no unread byte at all, io.ErrUnexpectedEOF when
-// it ended with fewer than n. The buffer grows only when n exceeds it and
-// only by doubling once it is full of real input, so a bogus length in a
-// short file cannot make it allocate more than twice the file's size.
-func (p *pcapReader) fill(n int) error {
-	if p.end-p.off >= n {
-		return nil
-	}
-	if p.off > 0 && p.off+n > len(p.buf) {
-		// Move the unread bytes to the front.
-		p.end = copy(p.buf, p.buf[p.off:p.end])
-		p.off = 0
-	}
-	for p.end-p.off < n {
-		if p.end == len(p.buf) {
-			// Here off is 0 and the buffer is full of input, yet too
-			// small for n bytes.
-			size := min(2*len(p.buf), n)
-			nb := make([]byte, size)
-			copy(nb, p.buf[:p.end])
-			p.buf = nb
-		}
-		m, err := p.r.Read(p.buf[p.end:])
-		p.end += m
-		if err != nil {
-			if p.end-p.off >= n {
-				return nil // the next Read reports the error again
-			}
-			if err == io.EOF {
-				if p.end == p.off {
-					return io.EOF
-				}
-				return io.ErrUnexpectedEOF
-			}
-			return err
-		}
-	}
-	return nil
 }
 
 // ReadPacket returns the next record's bytes, which stay valid until the
