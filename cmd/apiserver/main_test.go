@@ -243,3 +243,25 @@ func sameFlow(a, b record.Flow) bool {
 	a.LastSeen, b.LastSeen = record.Time{}, record.Time{}
 	return a == b && at.Equal(bt.Time)
 }
+
+// A query the store refuses (a protocol it does not know) is the client's
+// error, not the server's.
+func TestBadQueryIs400(t *testing.T) {
+	dir := t.TempDir()
+	apiBin := build(t, dir, "./cmd/apiserver", "lightshark-apiserver")
+	base, _, _ := startAPIServer(t, apiBin, filepath.Join(dir, "ipc.sock"), filepath.Join(dir, "t.db"))
+	for _, q := range []string{"proto=gre", "port=0", "order=sideways", "cidr=10.0.0.0/33", "limit=-1", "since=yesterday"} {
+		resp, err := http.Get(base + "/api/flows?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Error string `json:"error"`
+		}
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || body.Error == "" {
+			t.Errorf("%s: %s %q, want 400 with an error", q, resp.Status, body.Error)
+		}
+	}
+}

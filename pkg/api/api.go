@@ -369,6 +369,8 @@ func (s *Server) writeStoreError(w http.ResponseWriter, r *http.Request, op stri
 	switch {
 	case errors.Is(err, ErrBadCursor):
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "cursor: not a cursor for this query", Parameter: "cursor"})
+	case errors.Is(err, ErrBadQuery):
+		writeError(w, http.StatusBadRequest, err.Error())
 	case r.Context().Err() != nil:
 		// The client is gone: nobody to answer.
 	case errors.Is(err, context.DeadlineExceeded):

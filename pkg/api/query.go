@@ -41,6 +41,10 @@ type Store interface {
 // or was issued for other filters; the API answers 400.
 var ErrBadCursor = errors.New("bad cursor")
 
+// ErrBadQuery is wrapped by Store errors about a query the store refuses
+// (a value it does not know); the client gets a 400 with the error's text.
+var ErrBadQuery = errors.New("bad query")
+
 // Orders of a flow listing (FlowQuery.Order). Each sorts descending (newest
 // or largest first) unless FlowQuery.Ascending.
 const (

@@ -146,10 +146,7 @@ func (a storeAdapter) query(q api.FlowQuery) store.FlowQuery {
 
 func (a storeAdapter) Flows(ctx context.Context, q api.FlowQuery) ([]record.Flow, string, error) {
 	flows, next, err := a.db.Flows(ctx, a.query(q))
-	if errors.Is(err, store.ErrBadCursor) {
-		err = fmt.Errorf("%w: %v", api.ErrBadCursor, err)
-	}
-	return flows, next, err
+	return flows, next, storeErr(err)
 }
 
 func (a storeAdapter) Flow(ctx context.Context, id string) (record.Flow, bool, error) {
@@ -161,7 +158,18 @@ func (a storeAdapter) Flow(ctx context.Context, id string) (record.Flow, bool, e
 }
 
 func (a storeAdapter) EachFlow(ctx context.Context, q api.FlowQuery, fn func(*record.Flow) error) error {
-	return a.db.EachFlow(ctx, a.query(q), fn)
+	return storeErr(a.db.EachFlow(ctx, a.query(q), fn))
+}
+
+// storeErr maps the store's errors about a query to the API's.
+func storeErr(err error) error {
+	switch {
+	case errors.Is(err, store.ErrBadCursor):
+		return fmt.Errorf("%w: %v", api.ErrBadCursor, err)
+	case errors.Is(err, store.ErrInvalid):
+		return fmt.Errorf("%w: %v", api.ErrBadQuery, err)
+	}
+	return err
 }
 
 func (a storeAdapter) History(ctx context.Context, limit int) ([]record.PacketSample, error) {

@@ -12,11 +12,13 @@
 // A [DB] holds one writer connection (every write goes through it, so writes
 // never wait on each other's locks) and a small pool of read-only connections
 // (mode=ro). The pragmas are set in the DSN: journal_mode(WAL) so readers never
-// block the writer, synchronous(NORMAL) (a commit is durable once the WAL is
-// synced at checkpoint; a power loss may lose the last commits but never
-// corrupts), busy_timeout(5000), foreign_keys(ON) and auto_vacuum(INCREMENTAL),
-// which must be set before the first table exists. Open checks that the
-// journal mode really is WAL and that auto_vacuum is incremental.
+// block the writer, synchronous(NORMAL) (a commit survives a crash of the
+// process, as TestDB_CrashConsistency shows with SIGKILL, but a power loss or
+// kernel crash may undo the last commits, never corrupt the file; FULL would
+// cost an fsync per batch), busy_timeout(5000), foreign_keys(ON) and
+// auto_vacuum(INCREMENTAL), which must be set before the first table exists
+// (on an existing file Open only checks it). Open checks that the journal
+// mode really is WAL.
 //
 // # Schema
 //
@@ -47,7 +49,8 @@
 // record; zero for a new flow) is added to the window that holds the record's
 // last_seen. The flows row is the "last seen cumulative counters" the next
 // delta is taken from. Consequences:
-//   - The sum of a flow's windows equals its cumulative counters.
+//   - The sum of a flow's windows equals its cumulative counters, as long as
+//     no counter went down and retention deleted none of its windows.
 //   - Traffic is attributed to the window of the record that reports it, so
 //     with a flush interval F the split at a window boundary may be off by up
 //     to F (1 s by default); a flow first reported long after it began (an
@@ -60,14 +63,21 @@
 // # Queries
 //
 // Every query is bounded by a limit, and flow listings page by key: a cursor
-// holds the sort key and the row's stable rid of the last row returned, so
-// fetching a page costs the same wherever it is. A walk sees every row that
-// exists from its start to its end exactly once, rows inserted during the walk
-// at most once, provided the sort key of a row does not change during the walk.
-// first_seen never changes; last_seen, bytes and packets grow while a flow is
-// active, and a row whose key moves across the cursor during a walk can be
-// missed or seen twice. Each page is its own short read transaction, because
-// a long reader keeps the WAL from being checkpointed.
+// holds the sort key and the stable rid of the last row returned, so fetching
+// a page costs the same wherever it is. A walk sees every row that exists
+// from its start to its end exactly once, and rows inserted during the walk
+// at most once, provided the sort key of a row does not change during the
+// walk. first_seen never changes; last_seen, bytes and packets grow while a
+// flow is active, and a row whose key moves across the cursor during a walk
+// can be missed or seen twice. Each page is its own short read transaction,
+// because a long reader keeps the WAL from being checkpointed.
+//
+// A filtered page first reads up to 4096 rows in sort order and keeps the
+// matches (cheap when the filter is common, like the container's own
+// address); when they are too few, it counts each filter's matches through
+// its index (up to 16384) and reads and sorts those of the rarest (cheap
+// when the filter is rare). SQLite's own statistics cannot make that choice:
+// they know averages, not that one address is in every flow.
 //
 // # Retention and size
 //
@@ -75,8 +85,10 @@
 // and their dedup state after at least seven days without contact) and, when
 // the live pages of the file pass 85 % of its cap, the oldest rows of every
 // table until they are under 70 %. Deletes run in transactions of at most
-// 1000 rows, yielding the writer connection between them, so ingest never
-// waits long. Freed pages are reused by later inserts, so the file stops
+// 1000 rows (about 2 ms), yielding the writer connection between them, so
+// ingest never waits long; the size bound uses 5000 (about 10 ms, half an
+// ingest batch), or it would get a tenth of the writer and fall behind an
+// ingest of 100k rows/s. Freed pages are reused by later inserts, so the file stops
 // growing; PRAGMA incremental_vacuum returns to the file system what is free
 // beyond a reserve that ingest would fill again (the 15 % between the marks,
 // or 1/8 of the file without a size bound).

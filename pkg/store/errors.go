@@ -29,8 +29,6 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 	// ErrSchemaTooNew reports a database migrated by a newer binary.
 	ErrSchemaTooNew = errors.New("database schema is newer than this binary")
-	// ErrClosed reports a call after Close.
-	ErrClosed = errors.New("store closed")
 )
 
 // opError is an error of one store operation: "store: <op>: <cause>". It

@@ -204,13 +204,41 @@ func (db *DB) EachFlow(ctx context.Context, q FlowQuery, fn func(f *record.Flow)
 
 // flowPlan is a validated FlowQuery.
 type flowPlan struct {
-	where []string
-	args  []any
-	order int // index in orderCols
+	terms []term // the filters, ANDed
+	order int    // index in orderCols
 	asc   bool
 	limit int
 	hash  uint64 // of the filters and order, carried by cursors
 	cur   *cursor
+}
+
+// A term is one filter of a flowPlan, in two forms: sql, which SQLite may
+// answer with an index, and noIndex, the same test with unary + on the
+// columns, which it may not (https://sqlite.org/optoverview.html#uplus).
+type term struct {
+	sql, noIndex string
+	args         []any
+}
+
+func (p *flowPlan) add(sql, noIndex string, args ...any) {
+	p.terms = append(p.terms, term{sql: sql, noIndex: noIndex, args: args})
+}
+
+// where returns the terms ANDed and their arguments; the term at index
+// (if any: -1 for none) keeps its indexable form, the others do not when
+// only is set.
+func (p *flowPlan) where(index int, only bool) (string, []any) {
+	var conds []string
+	var args []any
+	for i, t := range p.terms {
+		if only && i != index {
+			conds = append(conds, t.noIndex)
+		} else {
+			conds = append(conds, t.sql)
+		}
+		args = append(args, t.args...)
+	}
+	return strings.Join(conds, " AND "), args
 }
 
 func planFlows(q FlowQuery) (*flowPlan, error) {
@@ -239,22 +267,20 @@ func planFlows(q FlowQuery) (*flowPlan, error) {
 	fmt.Fprintf(&canon, "o=%d,%t;", p.order, p.asc)
 	if q.IP.IsValid() {
 		a := addr16(q.IP)
-		p.where = append(p.where, "(src_addr = ? OR dst_addr = ?)")
-		p.args = append(p.args, a, a)
+		p.add("(src_addr = ? OR dst_addr = ?)", "(+src_addr = ? OR +dst_addr = ?)", a, a)
 		fmt.Fprintf(&canon, "ip=%x;", a)
 	}
 	if q.CIDR.IsValid() {
 		lo, hi := prefixRange(q.CIDR)
-		p.where = append(p.where, "(src_addr BETWEEN ? AND ? OR dst_addr BETWEEN ? AND ?)")
-		p.args = append(p.args, lo, hi, lo, hi)
+		p.add("(src_addr BETWEEN ? AND ? OR dst_addr BETWEEN ? AND ?)",
+			"(+src_addr BETWEEN ? AND ? OR +dst_addr BETWEEN ? AND ?)", lo, hi, lo, hi)
 		fmt.Fprintf(&canon, "cidr=%x-%x;", lo, hi)
 	}
 	if q.Port != 0 {
 		if q.Port < 0 || q.Port > 65535 {
 			return nil, fmt.Errorf("port %d: %w", q.Port, ErrInvalid)
 		}
-		p.where = append(p.where, "(src_port = ? OR dst_port = ?)")
-		p.args = append(p.args, q.Port, q.Port)
+		p.add("(src_port = ? OR dst_port = ?)", "(+src_port = ? OR +dst_port = ?)", int64(q.Port), int64(q.Port))
 		fmt.Fprintf(&canon, "port=%d;", q.Port)
 	}
 	if q.Proto != "" {
@@ -262,30 +288,25 @@ func planFlows(q FlowQuery) (*flowPlan, error) {
 		if !ok {
 			return nil, fmt.Errorf("unknown protocol %q: %w", q.Proto, ErrInvalid)
 		}
-		p.where = append(p.where, "proto_num = ?")
-		p.args = append(p.args, n)
+		p.add("proto_num = ?", "+proto_num = ?", n)
 		fmt.Fprintf(&canon, "proto=%d;", n)
 	}
 	if q.State != "" {
 		s := strings.ToUpper(q.State)
-		p.where = append(p.where, "state = ?")
-		p.args = append(p.args, s)
+		p.add("state = ?", "+state = ?", s)
 		fmt.Fprintf(&canon, "state=%q;", s)
 	}
 	if q.Direction != "" {
 		d := strings.ToLower(q.Direction)
-		p.where = append(p.where, "direction = ?")
-		p.args = append(p.args, d)
+		p.add("direction = ?", "+direction = ?", d)
 		fmt.Fprintf(&canon, "dir=%q;", d)
 	}
 	if !q.Since.IsZero() {
-		p.where = append(p.where, "last_seen >= ?")
-		p.args = append(p.args, q.Since.UnixNano())
+		p.add("last_seen >= ?", "+last_seen >= ?", q.Since.UnixNano())
 		fmt.Fprintf(&canon, "since=%d;", q.Since.UnixNano())
 	}
 	if !q.Until.IsZero() {
-		p.where = append(p.where, "first_seen < ?")
-		p.args = append(p.args, q.Until.UnixNano())
+		p.add("first_seen < ?", "+first_seen < ?", q.Until.UnixNano())
 		fmt.Fprintf(&canon, "until=%d;", q.Until.UnixNano())
 	}
 	h := fnv.New64a()
@@ -344,34 +365,39 @@ func (db *DB) flowPage(ctx context.Context, p *flowPlan, fn func(*record.Flow) e
 	}
 	order := fmt.Sprintf(" ORDER BY %s %s, rid %s", col, dir, dir)
 	limit := fmt.Sprintf(" LIMIT %d", p.limit+1)
-	filters := strings.Join(p.where, " AND ")
-	args := append(p.args[:len(p.args):len(p.args)], curArgs...)
+	filters, fargs := p.where(-1, false)
 
 	var page []pageRow
 	switch {
-	case len(p.where) == 0:
-		q := "SELECT rid, " + col + ", " + flowCols + " FROM flows INDEXED BY " + idx + where(cur) + order + limit
+	case len(p.terms) == 0:
+		q := "SELECT rid, " + col + ", " + flowCols + " FROM flows INDEXED BY " + idx + whereClause(cur) + order + limit
 		page, err = queryPage(ctx, tx, q, curArgs)
 	default:
 		q := "SELECT rid, " + col + ", " + flowCols + " FROM (SELECT * FROM flows INDEXED BY " + idx +
-			where(cur) + order + fmt.Sprintf(" LIMIT %d)", db.scanBudget) + where(filters) + order + limit
-		page, err = queryPage(ctx, tx, q, append(curArgs[:len(curArgs):len(curArgs)], p.args...))
+			whereClause(cur) + order + fmt.Sprintf(" LIMIT %d)", db.scanBudget) + whereClause(filters) + order + limit
+		page, err = queryPage(ctx, tx, q, append(curArgs[:len(curArgs):len(curArgs)], fargs...))
 		if err != nil || len(page) > p.limit {
 			break
 		}
 		var scanned int
-		if err = tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM (SELECT 1 FROM flows INDEXED BY "+idx+where(cur)+
+		if err = tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM (SELECT 1 FROM flows INDEXED BY "+idx+whereClause(cur)+
 			order+fmt.Sprintf(" LIMIT %d)", db.scanBudget), curArgs...).Scan(&scanned); err != nil {
 			break
 		}
 		if scanned < db.scanBudget {
 			break // the budget reached the end of the table: page complete
 		}
-		// The filter is rare: read its matches through its own index and
-		// sort them. The unary + keeps SQLite off the sort index.
-		fcur := filters
+		// The filters are rare together: read the matches of the rarest
+		// term through its index and sort them. The unary + keeps SQLite
+		// off the sort index and the other terms' indexes.
+		var best int
+		if best, err = rarestTerm(ctx, tx, p); err != nil {
+			break
+		}
+		fcur, args := p.where(best, true)
 		if p.cur != nil {
 			fcur += " AND (+" + col + ", +rid) " + cmp + " (?, ?)"
+			args = append(args, curArgs...)
 		}
 		q = "SELECT rid, " + col + ", " + flowCols + " FROM flows WHERE " + fcur +
 			fmt.Sprintf(" ORDER BY +%s %s, +rid %s", col, dir, dir) + limit
@@ -420,12 +446,42 @@ func queryPage(ctx context.Context, tx *sql.Tx, q string, args []any) ([]pageRow
 	return page, rows.Err()
 }
 
-// where returns " WHERE cond", or "" for an empty cond.
-func where(cond string) string {
+// whereClause returns " WHERE cond", or "" for an empty cond.
+func whereClause(cond string) string {
 	if cond == "" {
 		return ""
 	}
 	return " WHERE " + cond
+}
+
+// probeCap bounds the rows rarestTerm counts per term.
+const probeCap = 16384
+
+// rarestTerm returns the index of the term of p that matches the fewest
+// flows, counting each through its own index up to probeCap (and up to the
+// best count so far). SQLite's statistics cannot be trusted for this: they
+// are averages (sqlite_stat1) or samples (sqlite_stat4) of the first
+// analysis_limit rows, and a filter's cost here depends on the value asked
+// for (the container's own address against a stranger's).
+func rarestTerm(ctx context.Context, tx *sql.Tx, p *flowPlan) (int, error) {
+	best, bestN := 0, probeCap
+	if len(p.terms) == 1 {
+		return 0, nil
+	}
+	for i, t := range p.terms {
+		var n int
+		if err := tx.QueryRowContext(ctx, fmt.Sprintf("SELECT COUNT(*) FROM (SELECT 1 FROM flows WHERE %s LIMIT %d)",
+			t.sql, bestN), t.args...).Scan(&n); err != nil {
+			return 0, err
+		}
+		if n < bestN {
+			best, bestN = i, n
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return best, nil
 }
 
 // cursor is the position after the last row of a page.

@@ -45,8 +45,9 @@ type RetainResult struct {
 }
 
 // Retain deletes what Options.Retention and Options.MaxSize do not keep,
-// in transactions of at most 1000 rows that yield the writer between them
-// (see the package documentation), then shrinks the file. now is the
+// in transactions of at most 1000 rows (5000 when the size bound deletes)
+// that yield the writer between them (see the package documentation), then
+// shrinks the file. now is the
 // current time; rows are aged by capture time against it. One Retain runs
 // at a time; a call while another runs waits for it.
 func (db *DB) Retain(ctx context.Context, now time.Time) (RetainResult, error) {

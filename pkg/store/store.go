@@ -22,7 +22,7 @@ import (
 const (
 	DefaultRetention      = 24 * time.Hour
 	DefaultMaxSize        = 256 << 20
-	DefaultReadConns      = 4
+	DefaultReadConns      = 2
 	DefaultRetainInterval = 10 * time.Second
 	DefaultCacheKiB       = 2048
 
@@ -35,7 +35,7 @@ const (
 	// The live pages of the main file may reach highWaterPct % of its cap
 	// before Retain deletes the oldest rows, down to lowWaterPct %. The
 	// room above the high-water mark absorbs ingest while the retention
-	// runs (about a second at 100k rows/s for 256 MiB).
+	// runs (a few seconds of ingest at 100k rows/s).
 	highWaterPct, lowWaterPct = 85, 70
 )
 
@@ -57,11 +57,12 @@ type Options struct {
 	// flow_windows (the original --aggregation-window), rounded down to
 	// whole seconds. Zero (the original default) stores no windows.
 	AggregationWindow time.Duration
-	// ReadConns is the size of the read-only pool (default 4).
+	// ReadConns is the size of the read-only pool (default 2: the machine
+	// the sidecar shares has few cores; more readers wait for a free one).
 	ReadConns int
-	// CacheKiB is the page cache of each connection in KiB (default 2048).
-	// The writer and each reader have one; keep it small when memory is
-	// tight.
+	// CacheKiB is the writer's page cache in KiB (default 2048); each
+	// reader has a quarter of it (at least 256 KiB). At the defaults SQLite
+	// caches at most 3 MiB in all, for the 16 MiB memory budget.
 	CacheKiB int
 	// RetainInterval is how often a background goroutine runs Retain, and
 	// it also runs when a batch finds the file over its high-water mark.
@@ -267,7 +268,7 @@ func (db *DB) open(ctx context.Context) error {
 	rq := url.Values{}
 	rq.Set("mode", "ro")
 	rq.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS))
-	rq.Add("_pragma", fmt.Sprintf("cache_size(-%d)", db.opts.CacheKiB))
+	rq.Add("_pragma", fmt.Sprintf("cache_size(-%d)", max(db.opts.CacheKiB/4, 256)))
 	rq.Add("_pragma", "query_only(1)")
 	db.r, err = sql.Open("sqlite", fileURI(db.path, rq))
 	if err != nil {
