@@ -98,11 +98,14 @@ type entry struct {
 	prevState   [2]uint8
 	tcpFlags    uint8
 	histLen     uint8
-	hist        [14]byte
-	origIsA     bool
-	inUse       bool
-	dirty       bool
-	list        uint8
+	hist        [12]byte
+	// epoch is when the entry was last moved to its list's tail, in units
+	// of 2^28 ns (about a quarter of a second), modulo 2^16.
+	epoch   uint16
+	origIsA bool
+	inUse   bool
+	dirty   bool
+	list    uint8
 }
 
 type fragEntry struct {
@@ -274,7 +277,6 @@ func (t *Table) charge(i uint32, dir int, length uint32, ts int64) {
 	e := &t.entries[i]
 	e.pkts[dir]++
 	e.bytes[dir] += uint64(length)
-	gap := ts - e.last
 	if ts > e.last {
 		e.last = ts
 	}
@@ -284,13 +286,17 @@ func (t *Table) charge(i uint32, dir int, length uint32, ts int64) {
 	e.dirty = true
 	t.stats.Packets++
 	// Keep the list in order of activity, but spare the cache misses of
-	// relinking on every packet of a busy flow: relink after a gap of a
-	// millisecond or more, else every 16th packet. A flow's place is then
-	// at most 16 sub-millisecond gaps stale.
-	if e.next != 0 && (gap >= int64(time.Millisecond) || (e.pkts[0]+e.pkts[1])&15 == 0) {
-		l := int(e.list)
-		t.unlink(i)
-		t.pushBack(l, i)
+	// relinking (the entry's neighbours and the tail) on every packet:
+	// relink at most once per epoch of about a quarter of a second. A
+	// flow's place is then at most one epoch stale, which the idle timeouts
+	// and the choice of the longest-idle flow can afford.
+	if ep := epochOf(ts); e.epoch != ep {
+		e.epoch = ep
+		if e.next != 0 {
+			l := int(e.list)
+			t.unlink(i)
+			t.pushBack(l, i)
+		}
 	}
 }
 
@@ -503,7 +509,7 @@ func (t *Table) insert(k *key, ts int64) uint32 {
 		t.used++
 	}
 	e := &t.entries[i]
-	*e = entry{k: *k, first: ts, last: ts, born: uint32(ts), inUse: true, dirty: true}
+	*e = entry{k: *k, first: ts, last: ts, born: uint32(ts), epoch: epochOf(ts), inUse: true, dirty: true}
 	t.stats.Active++
 	t.stats.Flows++
 	t.pushBack(listActive, i)
@@ -622,3 +628,6 @@ func flowID(k *key, born uint32) uint64 {
 	h ^= h >> 31
 	return h
 }
+
+// epochOf is the relinking epoch of a packet time: 2^28 ns, about 268 ms.
+func epochOf(ts int64) uint16 { return uint16(ts >> 28) }
