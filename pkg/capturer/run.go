@@ -15,78 +15,35 @@ import (
 )
 
 // JSONLWriter writes each ended flow as one JSON object per line (the
-// record of DESIGN.md), without allocating per flow. Formatting and writing
-// run on a goroutine of their own, so they do not hold up the flow table's:
-// Write copies the flow into a batch and hands full batches over (four at
-// most in flight, then Write waits). Call Flush at the end.
+// record of DESIGN.md), without allocating per flow. It buffers; call Flush
+// at the end. (Formatting on a goroutine of its own gained nothing offline
+// and cost CPU live, in scheduler wake-ups.)
 type JSONLWriter struct {
-	w     *bufio.Writer
-	cur   *jsonlBatch
-	free  chan *jsonlBatch
-	full  chan *jsonlBatch
-	done  chan struct{}
-	err   error // set by the writing goroutine; read after done
-	ended bool
-}
-
-type jsonlBatch struct {
-	flows [256]flow.Flow
-	n     int
+	w   *bufio.Writer
+	buf []byte
+	err error
 }
 
 // NewJSONLWriter returns a writer of flow records to w.
 func NewJSONLWriter(w io.Writer) *JSONLWriter {
-	j := &JSONLWriter{w: bufio.NewWriterSize(w, 64<<10), free: make(chan *jsonlBatch, 4),
-		full: make(chan *jsonlBatch, 4), done: make(chan struct{})}
-	for range 4 {
-		j.free <- new(jsonlBatch)
-	}
-	j.cur = <-j.free
-	go j.loop()
-	return j
+	return &JSONLWriter{w: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 0, 1024)}
 }
 
-func (j *JSONLWriter) loop() {
-	defer close(j.done)
-	buf := make([]byte, 0, 1024)
-	for b := range j.full {
-		for i := range b.n {
-			if j.err != nil {
-				break
-			}
-			buf = append(b.flows[i].AppendJSON(buf[:0]), '\n')
-			_, j.err = j.w.Write(buf)
-		}
-		b.n = 0
-		j.free <- b
-	}
-	if j.err == nil {
-		j.err = j.w.Flush()
-	}
-}
-
-// Write queues one flow (copied) for writing.
+// Write writes one flow; the first error sticks.
 func (j *JSONLWriter) Write(f *flow.Flow) {
-	j.cur.flows[j.cur.n] = *f
-	j.cur.n++
-	if j.cur.n == len(j.cur.flows) {
-		j.full <- j.cur
-		j.cur = <-j.free
+	if j.err != nil {
+		return
 	}
+	j.buf = append(f.AppendJSON(j.buf[:0]), '\n')
+	_, j.err = j.w.Write(j.buf)
 }
 
-// Flush writes everything queued, stops the writing goroutine and returns
-// the first error. The writer is done afterwards.
+// Flush flushes the buffer and returns the first error.
 func (j *JSONLWriter) Flush() error {
-	if !j.ended {
-		j.ended = true
-		if j.cur.n > 0 {
-			j.full <- j.cur
-		}
-		close(j.full)
-		<-j.done
+	if j.err != nil {
+		return j.err
 	}
-	return j.err
+	return j.w.Flush()
 }
 
 // Periodic is work the read loop does between packets, on the wall clock:
