@@ -65,7 +65,7 @@ test: test-deps lint check-deps build
 	$(GO) test -race -count=1 -timeout 25m ./...
 
 bench: test-deps build
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/decode ./pkg/flow ./pkg/capture
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/decode ./pkg/flow ./pkg/capture ./ipc
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench
 
 fuzz:
