@@ -406,29 +406,11 @@ func capturerBin(tb testing.TB) string {
 	return buildPath
 }
 
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proc is a started command whose peak resident memory is sampled from
 // /proc/PID/status (VmHWM) until it exits.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testenv.Buffer
 	start  time.Time
 	hwm    atomic.Int64 // bytes
 	done   chan struct{}
@@ -451,7 +433,7 @@ func (m measured) CPU() time.Duration { return m.User + m.Sys }
 // standard error unless the caller set it.
 func startProc(tb testing.TB, cmd *exec.Cmd, start func() error) *proc {
 	tb.Helper()
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	if cmd.Stderr == nil {
 		cmd.Stderr = p.stderr
 	}

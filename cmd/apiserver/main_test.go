@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,29 +32,12 @@ func build(t *testing.T, dir, pkg, name string) string {
 	return bin
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startAPIServer runs the real binary on a loopback port and returns its
 // base URL.
-func startAPIServer(t *testing.T, bin, sock, db string) (string, *exec.Cmd, *syncBuffer) {
+func startAPIServer(t *testing.T, bin, sock, db string) (string, *exec.Cmd, *testenv.Buffer) {
 	t.Helper()
 	cmd := exec.Command(bin, "--socket", sock, "--db-path", db, "--listen", "127.0.0.1:0")
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -7,14 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -190,7 +188,7 @@ func TestLive(t *testing.T) {
 	pcap := filepath.Join(dir, "oracle.pcap")
 	tcpdump := p.Command(p.B, "tcpdump", "-n", "-i", p.DevB, "--immediate-mode", "-B", "32768",
 		"--time-stamp-precision", "nano", "-U", "-w", pcap)
-	tdErr := &syncBuffer{}
+	tdErr := &testenv.Buffer{}
 	tcpdump.Stderr = tdErr
 	p.StartCmd(t, tcpdump)
 
@@ -198,7 +196,7 @@ func TestLive(t *testing.T) {
 	live := p.Command(p.B, "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
 		"--inh-caps", "-all,+net_raw", "--ambient-caps", "+net_raw",
 		bin, "-i", p.DevB, "--output", "jsonl", "--stats", "--connection-timeout", "300")
-	liveOut, liveErr := &syncBuffer{}, &syncBuffer{}
+	liveOut, liveErr := &testenv.Buffer{}, &testenv.Buffer{}
 	live.Stdout, live.Stderr = liveOut, liveErr
 	p.StartCmd(t, live)
 
@@ -383,23 +381,3 @@ func waitExit(cmd *exec.Cmd, d time.Duration) error {
 		return fmt.Errorf("no exit within %v", d)
 	}
 }
-
-// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ io.Writer = (*syncBuffer)(nil)

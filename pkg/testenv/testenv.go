@@ -8,9 +8,11 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -65,4 +67,25 @@ func SharedDir(t testing.TB) string {
 		t.Skip("shared/pcaps not found (fresh clone): skipping")
 	}
 	return dir
+}
+
+// Buffer is a bytes.Buffer that a process's output goroutine may write
+// while the test reads it (for exec.Cmd's Stdout and Stderr).
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
