@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lightshark-dev/lightshark-mini/pkg/apiserver"
+	"github.com/lightshark-dev/lightshark-mini/pkg/config"
 	"github.com/lightshark-dev/lightshark-mini/pkg/version"
 )
 
@@ -140,7 +141,7 @@ func (o *options) run(ctx context.Context, cmd *cobra.Command) error {
 		return fmt.Errorf("--aggregation-window: %d is negative", o.aggWindow)
 	}
 	cfg.AggregationWindow = time.Duration(o.aggWindow) * time.Second
-	size, err := parseSize(o.maxDBSize)
+	size, err := config.ParseSize(o.maxDBSize)
 	if err != nil {
 		return fmt.Errorf("--max-db-size: %w", err)
 	}
@@ -180,23 +181,4 @@ func (o *options) run(ctx context.Context, cmd *cobra.Command) error {
 		return err
 	}
 	return nil
-}
-
-// parseSize reads a byte size such as 268435456, 512KiB, 256MiB or 1GiB.
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q is not a size (e.g. 256MiB)", s)
-	}
-	return n * mult, nil
 }

@@ -15,8 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/lightshark-dev/lightshark-mini/pkg/capfilter"
 	"github.com/lightshark-dev/lightshark-mini/pkg/capture"
 	"github.com/lightshark-dev/lightshark-mini/pkg/capturer"
+	"github.com/lightshark-dev/lightshark-mini/pkg/config"
 	"github.com/lightshark-dev/lightshark-mini/pkg/flow"
 	"github.com/lightshark-dev/lightshark-mini/pkg/privdrop"
 	"github.com/lightshark-dev/lightshark-mini/pkg/record"
@@ -309,7 +308,7 @@ func (o *options) openLive(spec capfilter.Spec, log *slog.Logger) (capture.Sourc
 		o.iface = ifc
 		log.Info("capturing on detected interface", "interface", ifc)
 	}
-	ring, err := parseSize(o.ringSize)
+	ring, err := config.ParseSize(o.ringSize)
 	if err != nil {
 		return nil, fmt.Errorf("--ring-size: %w", err)
 	}
@@ -321,7 +320,7 @@ func (o *options) openLive(spec capfilter.Spec, log *slog.Logger) (capture.Sourc
 	src, err := capture.OpenLive(capture.LiveConfig{
 		Interface:   o.iface,
 		Snaplen:     o.snaplen,
-		RingBytes:   ring,
+		RingBytes:   int(ring),
 		Promiscuous: o.promiscuous,
 		Filter:      prog,
 	})
@@ -334,25 +333,6 @@ func (o *options) openLive(spec capfilter.Spec, log *slog.Logger) (capture.Sourc
 		return nil, fmt.Errorf("drop privileges: %w", err)
 	}
 	return src, nil
-}
-
-// parseSize reads a byte size such as 4194304, 512KiB or 2MiB.
-func parseSize(s string) (int, error) {
-	mult := 1
-	for _, u := range []struct {
-		suffix string
-		mult   int
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q is not a size (e.g. 2MiB)", s)
-	}
-	return n * mult, nil
 }
 
 func writeStats(w io.Writer, s record.CaptureStats) error {
