@@ -173,7 +173,7 @@ func (f *Flow) AppendJSON(b []byte) []byte {
 	b = append(b, `","community_id":"`...)
 	b = communityid.AppendSum(b, 0, f.Proto, f.Src, f.Dst, f.SrcPort, f.DstPort)
 	b = append(b, `","proto":"`...)
-	b = appendProtoName(b, f.Proto)
+	b = record.AppendProtoName(b, f.Proto)
 	b = append(b, `","proto_num":`...)
 	b = strconv.AppendUint(b, uint64(f.Proto), 10)
 	b = append(b, `,"src_ip":"`...)
@@ -228,20 +228,4 @@ func (f *Flow) AppendJSON(b []byte) []byte {
 		b = append(b, '"')
 	}
 	return append(b, '}')
-}
-
-func appendProtoName(b []byte, p uint8) []byte {
-	switch p {
-	case decode.ProtoICMP:
-		return append(b, "icmp"...)
-	case decode.ProtoTCP:
-		return append(b, "tcp"...)
-	case decode.ProtoUDP:
-		return append(b, "udp"...)
-	case decode.ProtoICMPv6:
-		return append(b, "icmpv6"...)
-	case decode.ProtoSCTP:
-		return append(b, "sctp"...)
-	}
-	return strconv.AppendUint(b, uint64(p), 10)
 }

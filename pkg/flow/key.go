@@ -97,21 +97,32 @@ func (k *key) hash(seed uint64) uint64 {
 // ICMP message types that come in request/response pairs. The flow of an
 // echo request and its reply is one flow, as in Zeek and the Community ID
 // specification: the key's "ports" are the type and its counterpart.
-var icmp4Pairs = map[uint8]uint8{
+// Indexed by type; -1 for one-way messages. Arrays, not maps: this is read
+// for every ICMP packet.
+var icmp4Pairs, icmp6Pairs = pairTable(map[uint8]uint8{
 	8: 0, 0: 8, // echo
 	13: 14, 14: 13, // timestamp
 	15: 16, 16: 15, // information
 	10: 9, 9: 10, // router solicitation / advertisement
 	17: 18, 18: 17, // address mask
-}
-
-var icmp6Pairs = map[uint8]uint8{
+}), pairTable(map[uint8]uint8{
 	128: 129, 129: 128, // echo
 	133: 134, 134: 133, // router solicitation / advertisement
 	135: 136, 136: 135, // neighbor solicitation / advertisement
 	130: 131, 131: 130, // multicast listener query / report
 	144: 145, 145: 144, // home agent address discovery
 	139: 140, 140: 139, // node information query / response
+})
+
+func pairTable(m map[uint8]uint8) *[256]int16 {
+	var t [256]int16
+	for i := range t {
+		t[i] = -1
+	}
+	for k, v := range m {
+		t[k] = int16(v)
+	}
+	return &t
 }
 
 // flowPorts returns the ports that key p's flow. TCP, UDP and SCTP use
@@ -129,7 +140,7 @@ func flowPorts(p *decode.Packet) (sport, dport uint16) {
 		if p.Proto == decode.ProtoICMPv6 {
 			pairs = icmp6Pairs
 		}
-		if c, ok := pairs[typ]; ok {
+		if c := pairs[typ]; c >= 0 {
 			return uint16(typ), uint16(c)
 		}
 		return p.SrcPort, p.DstPort

@@ -90,22 +90,24 @@ const (
 	EndEOF     = "eof"
 )
 
+// protoNames are the names DESIGN.md uses for IP protocol numbers.
+var protoNames = [256]string{1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
+
 // ProtoName returns the name DESIGN.md uses for an IP protocol number, or
 // the number in decimal.
 func ProtoName(p uint8) string {
-	switch p {
-	case 1:
-		return "icmp"
-	case 6:
-		return "tcp"
-	case 17:
-		return "udp"
-	case 58:
-		return "icmpv6"
-	case 132:
-		return "sctp"
+	if n := protoNames[p]; n != "" {
+		return n
 	}
 	return strconv.Itoa(int(p))
+}
+
+// AppendProtoName appends ProtoName(p) to b without allocating.
+func AppendProtoName(b []byte, p uint8) []byte {
+	if n := protoNames[p]; n != "" {
+		return append(b, n...)
+	}
+	return strconv.AppendUint(b, uint64(p), 10)
 }
 
 // PacketSample is the metadata of one sampled packet: the original tool's
