@@ -387,9 +387,9 @@ func (t *Table) orphan(src, dst netip.Addr, proto uint8, vlan uint16, hasVLAN bo
 	if aToB != e.origIsA {
 		dir = 1
 	}
-	for n := uint64(0); n < pkts; n++ {
-		t.charge(i, dir, 0, last)
-	}
+	t.charge(i, dir, 0, last)
+	e.pkts[dir] += pkts - 1
+	t.stats.Packets += pkts - 1
 	e.bytes[dir] += bytes
 	if first < e.first {
 		e.first = first
