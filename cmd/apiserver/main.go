@@ -7,23 +7,19 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lightshark-dev/lightshark-mini/pkg/apiserver"
+	"github.com/lightshark-dev/lightshark-mini/pkg/cli"
 	"github.com/lightshark-dev/lightshark-mini/pkg/config"
-	"github.com/lightshark-dev/lightshark-mini/pkg/version"
+	"github.com/lightshark-dev/lightshark-mini/pkg/logging"
 )
 
 func main() {
@@ -34,139 +30,61 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "lightshark-apiserver: %v\n", err)
+		cli.PrintError(os.Stderr, "lightshark-apiserver", err)
 		os.Exit(1)
 	}
 }
 
-type options struct {
-	socket       string
-	socketMode   string
-	capturerUIDs []int
-	dbPath       string
-	port         int
-	listen       string
-	retention    int
-	maxDBSize    string
-	aggWindow    int
-	tokenFile    string
-	allowCIDRs   []string
-	allowOrigins []string
-	quiet        bool
-	logFormat    string
-	showVersion  bool
-	stdout       io.Writer
-	stderr       io.Writer
-}
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := &options{stdout: stdout, stderr: stderr}
 	cmd := &cobra.Command{
-		Use:   "lightshark-apiserver --socket PATH --db-path FILE [-p PORT | --listen ADDR] [flags]",
+		Use:   "lightshark-apiserver [--socket PATH] [--db-path FILE] [-p PORT | --listen ADDR] [flags]",
 		Short: "Store the capturer's flows in SQLite and serve the HTTP API",
 		Long: `lightshark-apiserver listens on a Unix socket for the capturer
 (lightshark-capturer --socket PATH), commits each batch of flows to SQLite
 (WAL) before acknowledging it, and serves the REST API, the /api/stream
-WebSocket and Prometheus /metrics. It runs unprivileged with no capability.`,
-		Example:       "  lightshark-apiserver --socket /run/lightshark/ipc.sock --db-path /var/lib/lightshark/traffic.db -p 3000",
-		Args:          cobra.NoArgs,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.showVersion {
-				fmt.Fprintln(o.stdout, version.String("lightshark-apiserver"))
-				return nil
-			}
-			return o.run(cmd.Context(), cmd)
-		},
+WebSocket and Prometheus /metrics. It runs unprivileged with no capability;
+only its own uid and the --capturer-uid list may connect to the socket.`,
+		Example: "  lightshark-apiserver --socket /run/lightshark/ipc.sock --capturer-uid 65534 \\\n" +
+			"    --db-path /var/lib/lightshark/traffic.db --listen 127.0.0.1:3000",
 	}
-	f := cmd.Flags()
-	f.SortFlags = false
-	f.StringVar(&o.socket, "socket", "/run/lightshark/ipc.sock", "Unix socket the capturer dials (created by this server)")
-	f.StringVar(&o.socketMode, "socket-mode", "0660", "permissions of the socket")
-	f.IntSliceVar(&o.capturerUIDs, "capturer-uid", nil, "uid allowed to connect besides this server's own (repeatable)")
-	f.StringVar(&o.dbPath, "db-path", "traffic.db", "SQLite database file")
-	f.IntVarP(&o.port, "port", "p", 3000, "HTTP port (all addresses); --listen overrides")
-	f.StringVar(&o.listen, "listen", "", "HTTP address, e.g. 127.0.0.1:3000")
-	f.IntVar(&o.retention, "data-retention", 86400, "seconds of history to keep")
-	f.StringVar(&o.maxDBSize, "max-db-size", "256MiB", "bound of the database file and its WAL")
-	f.IntVar(&o.aggWindow, "aggregation-window", 0, "seconds per stored counter window of each flow (0: none)")
-	f.StringVar(&o.tokenFile, "api-token-file", "", "file holding the bearer token the API requires (LIGHTSHARK_API_TOKEN also works)")
-	f.StringSliceVar(&o.allowCIDRs, "allow-cidr", nil, "client networks allowed to use the API (default: all)")
-	f.StringSliceVar(&o.allowOrigins, "allow-origin", nil, "browser origins allowed (CORS and the WebSocket)")
-	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
-	f.BoolVarP(&o.quiet, "quiet", "q", false, "print errors only")
-	f.BoolVar(&o.showVersion, "version", false, "print version and exit")
+	cli.Bind(cmd, config.APIServer, func(ctx context.Context, cfg *config.Config) error {
+		return serve(ctx, cfg, stderr)
+	})
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	return cmd.ExecuteContext(ctx)
 }
 
-func (o *options) run(ctx context.Context, cmd *cobra.Command) error {
-	level := slog.LevelInfo
-	if o.quiet {
-		level = slog.LevelError
-	}
-	var h slog.Handler
-	switch o.logFormat {
-	case "text":
-		h = slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: level})
-	case "json":
-		h = slog.NewJSONHandler(o.stderr, &slog.HandlerOptions{Level: level})
-	default:
-		return fmt.Errorf("--log-format: %q is not text or json", o.logFormat)
-	}
-	log := slog.New(h)
-
-	cfg := apiserver.Config{Socket: o.socket, CapturerUIDs: o.capturerUIDs, DBPath: o.dbPath,
-		AllowOrigins: o.allowOrigins, Logger: log}
-	mode, err := strconv.ParseUint(o.socketMode, 8, 32)
-	if err != nil || mode > 0o777 {
-		return fmt.Errorf("--socket-mode: %q is not an octal mode", o.socketMode)
-	}
-	cfg.SocketMode = os.FileMode(mode)
-	cfg.Listen = fmt.Sprintf(":%d", o.port)
-	if o.port < 1 || o.port > 65535 {
-		return fmt.Errorf("--port: %d is not a port (1-65535)", o.port)
-	}
-	if o.listen != "" {
-		cfg.Listen = o.listen
-	}
-	if o.retention < 1 {
-		return fmt.Errorf("--data-retention: %d is not a positive number of seconds", o.retention)
-	}
-	cfg.Retention = time.Duration(o.retention) * time.Second
-	if o.aggWindow < 0 {
-		return fmt.Errorf("--aggregation-window: %d is negative", o.aggWindow)
-	}
-	cfg.AggregationWindow = time.Duration(o.aggWindow) * time.Second
-	size, err := config.ParseSize(o.maxDBSize)
+func serve(ctx context.Context, c *config.Config, stderr io.Writer) error {
+	log, err := logging.New(stderr, c.LogFormat, c.Quiet)
 	if err != nil {
-		return fmt.Errorf("--max-db-size: %w", err)
+		return err
 	}
-	cfg.MaxDBSize = size
-	for _, c := range o.allowCIDRs {
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			a, aerr := netip.ParseAddr(c)
-			if aerr != nil {
-				return fmt.Errorf("--allow-cidr: %q is not an address or CIDR", c)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		cfg.AllowCIDRs = append(cfg.AllowCIDRs, p.Masked())
+	cfg := apiserver.Config{
+		Socket:            c.Socket,
+		SocketMode:        os.FileMode(c.SocketMode),
+		CapturerUIDs:      c.CapturerUID,
+		DBPath:            c.DBPath,
+		Listen:            c.ListenAddr(),
+		Retention:         time.Duration(c.DataRetention) * time.Second,
+		MaxDBSize:         c.MaxDBSize,
+		AggregationWindow: time.Duration(c.AggregationWindow) * time.Second,
+		AllowOrigins:      c.AllowOrigin,
+		Logger:            log,
 	}
-	cfg.Token = os.Getenv("LIGHTSHARK_API_TOKEN")
-	if o.tokenFile != "" {
-		b, err := os.ReadFile(o.tokenFile)
+	if c.DataRetention == 0 {
+		cfg.Retention = -1 // keep rows until the size bound needs their room
+	}
+	for _, s := range c.AllowCIDR {
+		p, err := config.ParsePrefix(s)
 		if err != nil {
-			return fmt.Errorf("--api-token-file: %w", err)
+			return c.Errorf("allow_cidr", "%v", err)
 		}
-		cfg.Token = strings.TrimSpace(string(b))
-		if cfg.Token == "" {
-			return fmt.Errorf("--api-token-file: %s is empty", o.tokenFile)
-		}
+		cfg.AllowCIDRs = append(cfg.AllowCIDRs, p)
+	}
+	if cfg.Token, err = c.ReadToken(); err != nil {
+		return err
 	}
 
 	srv, err := apiserver.Start(ctx, cfg)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,8 +25,10 @@ import (
 	"github.com/lightshark-dev/lightshark-mini/pkg/capfilter"
 	"github.com/lightshark-dev/lightshark-mini/pkg/capture"
 	"github.com/lightshark-dev/lightshark-mini/pkg/capturer"
+	"github.com/lightshark-dev/lightshark-mini/pkg/cli"
 	"github.com/lightshark-dev/lightshark-mini/pkg/config"
 	"github.com/lightshark-dev/lightshark-mini/pkg/flow"
+	"github.com/lightshark-dev/lightshark-mini/pkg/logging"
 	"github.com/lightshark-dev/lightshark-mini/pkg/privdrop"
 	"github.com/lightshark-dev/lightshark-mini/pkg/record"
 	"github.com/lightshark-dev/lightshark-mini/pkg/version"
@@ -41,31 +44,17 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "lightshark-capturer: %v\n", err)
+		cli.PrintError(os.Stderr, "lightshark-capturer", err)
 		os.Exit(1)
 	}
 }
 
 type options struct {
-	iface          string
 	read           string
 	output         string
-	socket         string
-	flushInterval  time.Duration
-	filterPort     string
-	filterIP       string
-	filterProto    string
-	maxFlows       int
-	connTimeout    int
-	closedTimeout  int
-	sampleRate     int
-	snaplen        int
-	ringSize       string
-	promiscuous    bool
-	quiet          bool
-	user           string
 	printStats     bool
-	showVersion    bool
+	cfg            *config.Config
+	iface          string // the interface captured: cfg.Interface or the detected one
 	stdin          io.Reader
 	stdout, stderr io.Writer
 }
@@ -81,12 +70,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func newCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	o := &options{stdin: stdin, stdout: stdout, stderr: stderr}
 	cmd := &cobra.Command{
-		Use:   "lightshark-capturer (-i IFACE | --read FILE) [flags]",
+		Use:   "lightshark-capturer (-i IFACE | --read FILE) (--socket PATH | --output jsonl) [flags]",
 		Short: "Capture packets and aggregate them into bidirectional flows",
 		Long: `lightshark-capturer reads packets from a network interface (AF_PACKET,
 needs CAP_NET_RAW) or from a pcap/pcapng file, decodes them and aggregates them
 into exact bidirectional flows (per-direction packets and bytes, TCP history
-and state, Community ID).
+and state, Community ID). It is the only privileged part of LightShark-mini:
+started as root, or with CAP_NET_RAW alone, it opens its socket, attaches the
+filter, then gives up every capability (and, as root, switches to
+--capturer-user) before reading a packet.
 
 Offline (forensic) mode prints every flow of a file as one JSON object per line
 and exits:
@@ -95,82 +87,57 @@ and exits:
   tcpdump -w - | lightshark-capturer --read - --output jsonl
 
 Live, --output jsonl prints each flow as it ends (idle, closed, evicted) and the
-remaining ones at SIGINT/SIGTERM:
-
-  lightshark-capturer -i eth0 --output jsonl --filter-port 443`,
-		Example:       "  lightshark-capturer --read trace.pcapng --output jsonl | jq -c 'select(.state==\"REJ\")'",
-		Args:          cobra.NoArgs,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.showVersion {
-				fmt.Fprintln(o.stdout, version.String("lightshark-capturer"))
-				return nil
-			}
-			return o.run(cmd.Context())
-		},
+remaining ones at SIGINT/SIGTERM; --socket sends every flow update, the packet
+samples and the capture statistics to lightshark-apiserver.`,
+		Example: `  lightshark-capturer --read trace.pcapng --output jsonl | jq -c 'select(.state=="REJ")'
+  lightshark-capturer -i eth0 --socket /run/lightshark/ipc.sock --filter-port 443`,
 	}
+	cli.Bind(cmd, config.Capturer, func(ctx context.Context, cfg *config.Config) error {
+		o.cfg = cfg
+		return o.run(ctx)
+	})
 	f := cmd.Flags()
-	f.SortFlags = false
-	f.StringVarP(&o.iface, "interface", "i", "", `interface to capture on, or "any" (default: the default route's interface)`)
 	f.StringVarP(&o.read, "read", "r", "", `read packets from a pcap or pcapng file ("-" for standard input) instead of an interface`)
-	f.StringVar(&o.output, "output", "", `write flows to standard output in this format: "jsonl"`)
-	f.StringVar(&o.socket, "socket", "", "send flows to the API server listening on this Unix socket")
-	f.DurationVar(&o.flushInterval, "flush-interval", time.Second, "with --socket: how often updated flows are sent")
-	f.StringVar(&o.filterPort, "filter-port", "", "only traffic with this TCP/UDP/SCTP port on either side")
-	f.StringVar(&o.filterIP, "filter-ip", "", "only traffic to or from this address or CIDR (IPv4 or IPv6)")
-	f.StringVar(&o.filterProto, "filter-protocol", "", "only this protocol: tcp, udp, icmp, icmpv6, sctp or a number")
-	f.IntVar(&o.maxFlows, "max-flows", flow.DefaultMaxFlows, "flows held at once; beyond it the longest-idle flow is exported early")
-	f.IntVar(&o.connTimeout, "connection-timeout", int(flow.DefaultIdleTimeout/time.Second), "seconds without a packet after which a flow ends")
-	f.IntVar(&o.closedTimeout, "closed-timeout", int(flow.DefaultClosedTimeout/time.Second), "seconds a TCP flow lingers after FIN or RST")
-	f.IntVar(&o.sampleRate, "sample-rate", 1, "keep the metadata of 1 in N packets (packet history)")
-	f.IntVar(&o.snaplen, "snaplen", capture.DefaultSnaplen, "bytes captured per packet (byte counts always use the original length)")
-	f.StringVar(&o.ringSize, "ring-size", "2MiB", "size of the kernel capture ring (counts against the memory budget)")
-	f.BoolVar(&o.promiscuous, "promiscuous", false, "put the interface in promiscuous mode (not needed in a sidecar)")
-	f.StringVar(&o.user, "user", "65534", "after opening the socket as root, switch to this uid[:gid] (like tcpdump -Z)")
+	f.StringVar(&o.output, "output", "", `write flows to standard output in this format: "jsonl" (instead of --socket)`)
 	f.BoolVar(&o.printStats, "stats", false, "print capture statistics as JSON on standard error at the end")
-	f.BoolVarP(&o.quiet, "quiet", "q", false, "print errors only")
-	f.BoolVar(&o.showVersion, "version", false, "print version and exit")
+	for _, n := range []string{"read", "output", "stats"} {
+		cli.SetGroup(f, n, "Input and output")
+	}
+	cli.Alias(cmd, "user", "capturer-user")
 	return cmd
 }
 
 func (o *options) run(ctx context.Context) error {
-	level := slog.LevelInfo
-	if o.quiet {
-		level = slog.LevelError
-	}
-	log := slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: level}))
-
-	spec, err := capfilter.Parse(o.filterPort, o.filterIP, o.filterProto)
+	cfg := o.cfg
+	log, err := logging.New(o.stderr, cfg.LogFormat, cfg.Quiet)
 	if err != nil {
 		return err
 	}
+	spec, err := capfilter.Parse(cfg.FilterPort, cfg.FilterIP, cfg.FilterProtocol)
+	if err != nil {
+		return filterError(cfg, err)
+	}
+	// Flows go to the API server's socket unless --output asks for
+	// standard output.
+	socket := cfg.Socket
+	if o.output != "" {
+		socket = ""
+	}
+	o.iface = cfg.Interface
 	switch {
-	case o.maxFlows < 1:
-		return fmt.Errorf("--max-flows: %d is not a positive number", o.maxFlows)
-	case o.connTimeout < 1:
-		return fmt.Errorf("--connection-timeout: %d is not a positive number of seconds", o.connTimeout)
-	case o.closedTimeout < 0:
-		return fmt.Errorf("--closed-timeout: %d is negative", o.closedTimeout)
-	case o.sampleRate < 1:
-		return fmt.Errorf("--sample-rate: %d is not a positive number", o.sampleRate)
 	case o.output != "" && o.output != "jsonl":
 		return fmt.Errorf("--output: %q is not a known format (jsonl)", o.output)
 	case o.read != "" && o.iface != "":
 		return errors.New("--read and --interface exclude each other")
-	case o.output == "" && o.socket == "":
-		return errors.New("nowhere to send flows: give --socket PATH (the API server) or --output jsonl")
-	case o.output != "" && o.socket != "":
+	case o.output != "" && cfg.Origin("socket").Source == "--socket":
 		return errors.New("--output and --socket exclude each other")
-	case o.flushInterval < 10*time.Millisecond:
-		return fmt.Errorf("--flush-interval: %v is shorter than 10ms", o.flushInterval)
 	}
 
-	table := flow.NewTable(o.maxFlows)
-	table.IdleTimeout = time.Duration(o.connTimeout) * time.Second
-	table.ClosedTimeout = time.Duration(o.closedTimeout) * time.Second
+	table := flow.NewTable(cfg.MaxFlows)
+	table.IdleTimeout = time.Duration(cfg.ConnectionTimeout) * time.Second
+	table.ClosedTimeout = time.Duration(cfg.ClosedTimeout) * time.Second
 	p := capturer.NewPipeline(table)
-	p.SampleRate = o.sampleRate
+	p.SampleRate = cfg.SampleRate
 	var out *capturer.JSONLWriter
 	var client *ipc.Client
 	var exp *capturer.Exporter
@@ -180,12 +147,12 @@ func (o *options) run(ctx context.Context) error {
 		out = capturer.NewJSONLWriter(o.stdout)
 		table.OnEnd = out.Write
 	} else {
-		client = &ipc.Client{Path: o.socket, Logger: log}
+		client = &ipc.Client{Path: socket, Logger: log}
 		exp = capturer.NewExporter(client)
 		table.OnEnd = exp.Ended
 		p.OnSample = exp.Sample
 		periodic = &capturer.Periodic{
-			Interval: o.flushInterval,
+			Interval: cfg.FlushInterval,
 			Due:      exp.Full,
 			Flush: func() {
 				if err := exp.Flush(table, capturer.StatsWithKernel(p.Stats(), src)); err != nil {
@@ -308,27 +275,23 @@ func (o *options) openLive(spec capfilter.Spec, log *slog.Logger) (capture.Sourc
 		o.iface = ifc
 		log.Info("capturing on detected interface", "interface", ifc)
 	}
-	ring, err := config.ParseSize(o.ringSize)
-	if err != nil {
-		return nil, fmt.Errorf("--ring-size: %w", err)
-	}
 	lt := capture.LiveLinkType(o.iface)
-	prog, err := spec.Compile(lt, uint32(o.snaplen))
+	prog, err := spec.Compile(lt, uint32(o.cfg.Snaplen))
 	if err != nil {
 		return nil, fmt.Errorf("compile filter %q: %w", spec.String(), err)
 	}
 	src, err := capture.OpenLive(capture.LiveConfig{
 		Interface:   o.iface,
-		Snaplen:     o.snaplen,
-		RingBytes:   int(ring),
-		Promiscuous: o.promiscuous,
+		Snaplen:     o.cfg.Snaplen,
+		RingBytes:   int(o.cfg.RingSize),
+		Promiscuous: o.cfg.Promiscuous,
 		Filter:      prog,
 	})
 	if err != nil {
 		return nil, err
 	}
 	// The socket is open and filtered: nothing privileged is left to do.
-	if err := privdrop.Drop(o.user); err != nil {
+	if err := privdrop.Drop(o.cfg.CapturerUser); err != nil {
 		src.Close()
 		return nil, fmt.Errorf("drop privileges: %w", err)
 	}
@@ -340,4 +303,25 @@ func writeStats(w io.Writer, s record.CaptureStats) error {
 	return enc.Encode(struct {
 		Stats record.CaptureStats `json:"stats"`
 	}{s})
+}
+
+// filterError names the key (and file line) of each bad filter value.
+func filterError(cfg *config.Config, err error) error {
+	var errs []error
+	for _, e := range unjoin(err) {
+		var fe *capfilter.Error
+		if errors.As(e, &fe) {
+			key := strings.ReplaceAll(strings.TrimPrefix(fe.Flag, "--"), "-", "_")
+			e = cfg.Errorf(key, "%q %s", fe.Value, fe.Reason)
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

@@ -1,7 +1,3 @@
-// Package config holds what the three commands share in reading their
-// settings. It is a leaf: the standard library only. (The full typed
-// configuration, YAML and environment precedence, arrives with the
-// all-in-one command.)
 package config
 
 import (
@@ -28,4 +24,18 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size (e.g. 2MiB)", s)
 	}
 	return n * mult, nil
+}
+
+// FormatSize writes n as ParseSize reads it, in the largest unit that
+// divides it.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.mult && n%u.mult == 0 {
+			return fmt.Sprintf("%d%s", n/u.mult, u.suffix)
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
