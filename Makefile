@@ -38,15 +38,12 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/lightshark-apiserver ./cmd/apiserver
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/lightshark-mini ./cmd/lightshark-mini
 
-# The API server (unprivileged, uid 65534) owns the socket and the database;
-# the capturer opens its AF_PACKET socket as root, then drops to uid 65534.
+# lightshark-mini (as root) runs the API server as uid 65532 with no
+# capability and the capturer as uid 65534 with CAP_NET_RAW alone, which it
+# drops once its socket is open. ARGS adds flags, e.g. ARGS='-i eth0'.
 run: build
-	@install -d -m 0755 $(RUN_DIR)
-	@chown 65534:65534 $(RUN_DIR)
-	@trap 'kill 0' INT TERM EXIT; \
-	setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps -all \
-	  ./$(BIN)/lightshark-apiserver --socket $(RUN_DIR)/ipc.sock --db-path $(DB_PATH) -p $(PORT) & \
-	sleep 1; ./$(BIN)/lightshark-capturer --socket $(RUN_DIR)/ipc.sock --user 65534; wait
+	@install -d -m 0755 -o 65532 -g 65532 $(RUN_DIR)
+	./$(BIN)/lightshark-mini --db-path $(DB_PATH) --socket $(RUN_DIR)/run/ipc.sock -p $(PORT) $(ARGS)
 
 # Installs what the tests need when it is missing (Debian, as root), so a
 # fresh machine and CI run the same command.

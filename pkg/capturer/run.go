@@ -100,13 +100,24 @@ func ReadLive(ctx context.Context, src capture.Source, p *Pipeline, now func() t
 			_, _ = src.Stats()
 		}
 	}
+	// After ctx is cancelled the loop drains: packets the kernel already
+	// holds (in blocks it retires within its block timeout) are still
+	// counted, until a poll finds nothing or drainFor has passed.
 	done := ctx.Done()
+	var drainUntil time.Time
 	for n := 1; ; n++ {
 		data, info, err := src.ReadPacket()
 		if err != nil {
 			if errors.Is(err, capture.ErrTimeout) {
 				if ctx.Err() != nil {
-					return nil
+					// Return after a whole poll that began after the
+					// cancel found nothing: a packet that arrived just
+					// before it sat in a block not yet retired.
+					if done == nil {
+						return nil
+					}
+					done, drainUntil = nil, now().Add(drainFor)
+					continue
 				}
 				t := now()
 				p.Table().Advance(t.UnixNano())
@@ -117,10 +128,14 @@ func ReadLive(ctx context.Context, src capture.Source, p *Pipeline, now func() t
 			return fmt.Errorf("read packet: %w", err)
 		}
 		p.Packet(data, &info)
-		select {
-		case <-done:
+		if done != nil {
+			select {
+			case <-done:
+				done, drainUntil = nil, now().Add(drainFor)
+			default:
+			}
+		} else if now().After(drainUntil) {
 			return nil
-		default:
 		}
 		if n&0x3ff == 0 {
 			t := now()
@@ -129,6 +144,10 @@ func ReadLive(ctx context.Context, src capture.Source, p *Pipeline, now func() t
 		}
 	}
 }
+
+// drainFor bounds how long ReadLive keeps reading after its context is
+// cancelled, should packets keep arriving.
+const drainFor = time.Second
 
 // LocalSet returns a predicate for the given addresses.
 func LocalSet(addrs []netip.Addr) func(netip.Addr) bool {
