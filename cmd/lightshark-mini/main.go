@@ -67,21 +67,24 @@ batch of flows is committed (a second signal exits at once).`,
   lightshark-mini -i eth0 --filter-port 443 --listen 127.0.0.1:3000 --db-path /var/lib/lightshark/traffic.db
   lightshark-mini -c /etc/lightshark.yaml --print-config`,
 	}
+	var read string
 	cli.Bind(cmd, config.Mini, func(ctx context.Context, cfg *config.Config) error {
-		return supervise(ctx, cfg, stderr)
+		return supervise(ctx, cfg, read, stderr)
 	})
+	cmd.Flags().StringVarP(&read, "read", "r", "", "import this pcap or pcapng file instead of capturing live, then keep serving its flows")
+	cli.SetGroup(cmd.Flags(), "read", config.GroupCapture)
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	return cmd.ExecuteContext(ctx)
 }
 
-func supervise(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
+func supervise(ctx context.Context, cfg *config.Config, read string, stderr io.Writer) error {
 	log, err := logging.New(stderr, cfg.LogFormat, cfg.Quiet)
 	if err != nil {
 		return err
 	}
-	if err := preflight(cfg); err != nil {
+	if err := preflight(cfg, read); err != nil {
 		return err
 	}
 	token, err := cfg.ReadToken() // read here: the API server's user may not read the file
@@ -103,6 +106,11 @@ func supervise(ctx context.Context, cfg *config.Config, stderr io.Writer) error 
 	api := supervisor.Child{Name: "apiserver", Path: apiPath, Args: apiserverArgs(cfg), Env: childEnv("apiserver")}
 	capt := supervisor.Child{Name: "capturer", Path: capPath, Args: capturerArgs(cfg), Env: childEnv("capturer"),
 		AmbientCaps: []uintptr{unix.CAP_NET_RAW}}
+	if read != "" {
+		// An import needs no capability; it ends when the file does.
+		capt.Args = append(capt.Args, "--read", read)
+		capt.AmbientCaps, capt.OneShot = nil, true
+	}
 	if token != "" {
 		api.Env = append(api.Env, "LIGHTSHARK_API_TOKEN="+token)
 	}
@@ -119,12 +127,15 @@ func supervise(ctx context.Context, cfg *config.Config, stderr io.Writer) error 
 		if err := prepareDBDir(cfg.DBPath, apiUID, apiGID); err != nil {
 			return err
 		}
+		if read != "" && !reachable(read, capUID, capGID, 0o4) {
+			return fmt.Errorf("--read: the capturer runs as uid %d, which cannot read %s: make it readable (or choose --capturer-user)", capUID, read)
+		}
 		log.Info("privilege split", "apiserver_uid", apiUID, "capturer_uid", capUID, "capturer_caps", "CAP_NET_RAW until its socket is open")
 	} else {
 		if err := supervisor.PrepareSocketDir(sockDir, os.Getuid(), os.Getgid(), 0o700); err != nil {
 			return fmt.Errorf("socket directory: %w", err)
 		}
-		if !supervisor.HasCap(unix.CAP_NET_RAW) {
+		if read == "" && !supervisor.HasCap(unix.CAP_NET_RAW) {
 			return errors.New("live capture needs CAP_NET_RAW: run as root, or grant it " +
 				"(setcap cap_net_raw+ep lightshark-capturer, or --cap-add NET_RAW with user 0 in a container); " +
 				"to read a capture file use lightshark-capturer --read FILE --output jsonl")
@@ -145,13 +156,26 @@ func supervise(ctx context.Context, cfg *config.Config, stderr io.Writer) error 
 		// answers.
 		StopTimeout: 4500 * time.Millisecond,
 	}
-	log.Info("starting", "listen", cfg.ListenAddr(), "db_path", cfg.DBPath, "interface", ifaceName(cfg))
+	if read != "" {
+		log.Info("importing", "file", read, "listen", cfg.ListenAddr(), "db_path", cfg.DBPath,
+			"note", "the API keeps serving the file's flows after the import, until interrupted")
+	} else {
+		log.Info("starting", "listen", cfg.ListenAddr(), "db_path", cfg.DBPath, "interface", ifaceName(cfg))
+	}
 	return s.Run(ctx)
 }
 
 // preflight checks what would otherwise make a child fail at start, so
 // that the error is one line naming the setting.
-func preflight(cfg *config.Config) error {
+func preflight(cfg *config.Config, read string) error {
+	if read != "" {
+		if cfg.Interface != "" {
+			return errors.New("--read and --interface exclude each other")
+		}
+		if _, err := os.Stat(read); err != nil {
+			return fmt.Errorf("--read: %w", err)
+		}
+	}
 	if _, err := capfilter.Parse(cfg.FilterPort, cfg.FilterIP, cfg.FilterProtocol); err != nil {
 		var errs []error
 		for _, e := range unjoin(err) {
@@ -238,13 +262,29 @@ func prepareDBDir(dbPath string, uid, gid int) error {
 	if err != nil {
 		return fmt.Errorf("db_path: %w", err)
 	}
+	if !reachable(abs, uid, gid, 0o1) {
+		return fmt.Errorf("db_path: the API server runs as uid %d, which cannot reach %s "+
+			"(a directory above it is closed to it): choose a --db-path it can reach", uid, dir)
+	}
+	return nil
+}
+
+// reachable says whether uid can open path with the permission bits want:
+// every directory above it must let it search.
+func reachable(path string, uid, gid int, want os.FileMode) bool {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	if fi, err := os.Stat(abs); err != nil || !allowed(fi, uid, gid, want) {
+		return false
+	}
 	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
 		if fi, err := os.Stat(d); err == nil && !allowed(fi, uid, gid, 0o1) {
-			return fmt.Errorf("db_path: the API server runs as uid %d, which cannot enter %s (mode %04o): "+
-				"choose a --db-path it can reach", uid, d, fi.Mode().Perm())
+			return false
 		}
 		if d == filepath.Dir(d) {
-			return nil
+			return true
 		}
 	}
 }

@@ -421,3 +421,69 @@ func waitExit(cmd *exec.Cmd, d time.Duration) error {
 		return fmt.Errorf("did not exit within %v", d)
 	}
 }
+
+// lightshark-mini --read FILE imports a capture and keeps serving it: as
+// root with the split, and as an unprivileged user, which needs no
+// capability for a file and is told what it runs without.
+func TestImport(t *testing.T) {
+	shared := testenv.SharedDir(t)
+	testenv.RequireRoot(t)
+	pcap := filepath.Join(shared, "pcaps", "conformance", "zeek-http-cooper-grill-dvwa.pcapng")
+	oracle, err := exec.Command(filepath.Join(binDir, "lightshark-capturer"), "--read", pcap, "--output", "jsonl", "-q").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Count(string(oracle), "\n")
+	for _, tt := range []struct {
+		name string
+		cred *syscall.Credential
+		log  string // in the log
+	}{
+		{"root", nil, "privilege split"},
+		{"unprivileged", &syscall.Credential{Uid: 65534, Gid: 65534}, "not root: both processes run as this user"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.Chmod(dir, 0o777)
+			os.Chmod(filepath.Dir(dir), 0o755)
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			api := ln.Addr().String()
+			ln.Close()
+			cmd := mini("--read", pcap, "--listen", api, "--db-path", filepath.Join(dir, "traffic.db"),
+				"--socket", filepath.Join(dir, "run", "ipc.sock"))
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: tt.cred}
+			logs := &testenv.Buffer{}
+			cmd.Stdout, cmd.Stderr = logs, logs
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				cmd.Process.Kill()
+				cmd.Wait()
+				if t.Failed() {
+					t.Logf("log:\n%s", logs.String())
+				}
+			}()
+			var got int
+			waitFor(t, 30*time.Second, fmt.Sprintf("the file's %d flows in /api/flows", want), func() bool {
+				out, err := exec.Command("curl", "-sf", "http://"+api+"/api/flows?format=ndjson").Output()
+				got = strings.Count(string(out), "\n")
+				return err == nil && got == want
+			})
+			waitFor(t, 10*time.Second, "the import to finish", func() bool {
+				return strings.Contains(logs.String(), `msg="child finished" component=supervisor proc=capturer`)
+			})
+			if !strings.Contains(logs.String(), tt.log) {
+				t.Errorf("the log does not say %q", tt.log)
+			}
+			time.Sleep(500 * time.Millisecond)
+			if strings.Contains(logs.String(), "restarting") {
+				t.Errorf("a child was restarted")
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			if err := waitExit(cmd, 5*time.Second); err != nil {
+				t.Errorf("after SIGTERM: %v", err)
+			}
+		})
+	}
+}

@@ -194,6 +194,11 @@ func runHelper(mode string) int {
 		event(fmt.Sprint("pid-", os.Getpid()))
 		time.Sleep(time.Hour)
 		return 0
+	case "work":
+		// Does SUPERVISOR_TEST_MS of work and exits 0.
+		event("start")
+		time.Sleep(helperDuration())
+		return 0
 	case "supervise":
 		return helperSupervise()
 	case "listen":

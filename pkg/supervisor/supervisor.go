@@ -47,6 +47,10 @@ type Child struct {
 	// exec, as ambient capabilities, with or without Cred. Each must be in
 	// the supervisor's permitted set. Linux only.
 	AmbientCaps []uintptr
+	// OneShot children finish: an exit with status 0 is the end of their
+	// work (e.g. a capture file imported), not a failure, and they are not
+	// restarted. Other exits restart them as any child.
+	OneShot bool
 }
 
 // Supervisor runs Children until its context is cancelled or one of them
@@ -289,6 +293,10 @@ func (c *child) loop(fatal chan<- error) {
 			}
 		})
 		if c.ctx.Err() != nil {
+			return
+		}
+		if c.OneShot && r.err == nil {
+			c.log.Info("child finished", "proc", c.Name, "ran", r.ran.Round(time.Millisecond))
 			return
 		}
 		if r.ran >= c.cfg.StartupWindow {

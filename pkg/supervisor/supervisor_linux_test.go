@@ -436,6 +436,36 @@ func TestRun_StopOrder(t *testing.T) {
 	}
 }
 
+// A OneShot child that exits 0 is not restarted; the others keep running
+// until the stop.
+func TestRun_OneShot(t *testing.T) {
+	bin := helperBinary(t)
+	file := eventsFile(t)
+	r := start(t, &Supervisor{Children: []Child{
+		{Name: "server", Path: bin, Env: helperChildEnv("term", helperFile+"="+file, helperName+"=server", helperMS+"=10")},
+		{Name: "import", Path: bin, OneShot: true, Env: helperChildEnv("work", helperFile+"="+file, helperName+"=import", helperMS+"=50")},
+	}, MinBackoff: 10 * time.Millisecond})
+	waitFor(t, 20*time.Second, "the one-shot child to finish", func() bool {
+		return len(lines(r.out.String(), `msg="child finished"`, "proc=import")) == 1
+	})
+	time.Sleep(300 * time.Millisecond) // time for a wrongful restart
+	if err := r.stop(t); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	starts := 0
+	for _, e := range readEvents(t, file) {
+		if e.name == "import" && e.what == "start" {
+			starts++
+		}
+	}
+	if starts != 1 || len(lines(r.out.String(), "restarting", "proc=import")) != 0 {
+		t.Errorf("the one-shot child started %d times:\n%s", starts, r.out.String())
+	}
+	if !hasEvent(readEvents(t, file), "term", "server") {
+		t.Errorf("the server was not stopped at the end:\n%s", r.out.String())
+	}
+}
+
 // A child that ignores SIGTERM gets SIGKILL after StopTimeout.
 func TestRun_StopTimeout(t *testing.T) {
 	bin := helperBinary(t)
