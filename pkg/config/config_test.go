@@ -283,3 +283,19 @@ func TestDurationsAreSeconds(t *testing.T) {
 		t.Errorf("got %d %v", c.ConnectionTimeout, c.FlushInterval)
 	}
 }
+
+// HOW_TO_USE.md's configuration reference names every setting: its flag,
+// environment variable and YAML key.
+func TestDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../HOW_TO_USE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range Fields(0) {
+		for _, s := range []string{"`" + f.Key + "`", "`" + f.Env + "`", "`--" + f.Flag + "`"} {
+			if s != "``" && s != "`--`" && !bytes.Contains(doc, []byte(s)) {
+				t.Errorf("HOW_TO_USE.md does not mention %s", s)
+			}
+		}
+	}
+}
