@@ -135,10 +135,16 @@ func supervise(ctx context.Context, cfg *config.Config, read string, stderr io.W
 		if err := supervisor.PrepareSocketDir(sockDir, os.Getuid(), os.Getgid(), 0o700); err != nil {
 			return fmt.Errorf("socket directory: %w", err)
 		}
-		if read == "" && !supervisor.HasCap(unix.CAP_NET_RAW) {
+		switch {
+		case read != "" || supervisor.HasCap(unix.CAP_NET_RAW):
+		case fileCapNetRaw(capPath):
+			// The capturer's binary carries the capability itself
+			// (setcap cap_net_raw+ep): there is nothing to pass on.
+			capt.AmbientCaps = nil
+		default:
 			return errors.New("live capture needs CAP_NET_RAW: run as root, or grant it " +
 				"(setcap cap_net_raw+ep lightshark-capturer, or --cap-add NET_RAW with user 0 in a container); " +
-				"to read a capture file use lightshark-capturer --read FILE --output jsonl")
+				"to import a capture file use --read FILE")
 		}
 		log.Warn("not root: both processes run as this user (uid "+strconv.Itoa(os.Getuid())+"); the API server is not separated from the capture privilege",
 			"uid", os.Getuid())
@@ -262,6 +268,12 @@ func prepareDBDir(dbPath string, uid, gid int) error {
 	if err != nil {
 		return fmt.Errorf("db_path: %w", err)
 	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if fi, err := os.Stat(dbPath + suffix); err == nil && !allowed(fi, uid, gid, 0o6) {
+			return fmt.Errorf("db_path: the API server runs as uid %d, which cannot write %s: give it the file (chown %d:%d %s)",
+				uid, dbPath+suffix, uid, gid, dbPath+suffix)
+		}
+	}
 	if !reachable(abs, uid, gid, 0o1) {
 		return fmt.Errorf("db_path: the API server runs as uid %d, which cannot reach %s "+
 			"(a directory above it is closed to it): choose a --db-path it can reach", uid, dir)
@@ -366,4 +378,18 @@ func childArgs(cfg *config.Config, cmd config.Command, skip map[string]bool) []s
 		args = append(args, "--listen="+cfg.ListenAddr())
 	}
 	return args
+}
+
+// fileCapNetRaw says whether the program at path carries CAP_NET_RAW in
+// its permitted file capabilities (setcap cap_net_raw+ep).
+func fileCapNetRaw(path string) bool {
+	// struct vfs_cap_data: magic_etc, then {permitted, inheritable} for
+	// capabilities 0-31 and 32-63.
+	var b [24]byte
+	n, err := unix.Getxattr(path, "security.capability", b[:])
+	if err != nil || n < 12 {
+		return false
+	}
+	permitted := uint32(b[4]) | uint32(b[5])<<8 | uint32(b[6])<<16 | uint32(b[7])<<24
+	return permitted&(1<<unix.CAP_NET_RAW) != 0
 }

@@ -487,3 +487,66 @@ func TestImport(t *testing.T) {
 		})
 	}
 }
+
+// Started as a user without capabilities, with cap_net_raw set on the
+// capturer's file (setcap), lightshark-mini captures live; without it, it
+// stops at once and says what is missing.
+func TestFileCapability(t *testing.T) {
+	testenv.RequireRoot(t)
+	setcap := testenv.RequireTool(t, "setcap")
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	for _, name := range []string{"lightshark-mini", "lightshark-capturer", "lightshark-apiserver"} {
+		b, err := os.ReadFile(filepath.Join(binDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nobody := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	start := func() (*exec.Cmd, *testenv.Buffer, string) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		api := ln.Addr().String()
+		ln.Close()
+		cmd := exec.Command(filepath.Join(dir, "lightshark-mini"), "-i", "lo", "--listen", api,
+			"--db-path", filepath.Join(dir, "traffic.db"), "--socket", filepath.Join(dir, "run", "ipc.sock"))
+		cmd.SysProcAttr = nobody
+		logs := &testenv.Buffer{}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, logs, api
+	}
+
+	cmd, logs, _ := start()
+	if err := waitExit(cmd, 10*time.Second); err == nil || !strings.Contains(logs.String(), "live capture needs CAP_NET_RAW") {
+		t.Errorf("without the capability: %v\n%s", err, logs.String())
+	}
+
+	if out, err := exec.Command(setcap, "cap_net_raw+ep", filepath.Join(dir, "lightshark-capturer")).CombinedOutput(); err != nil {
+		t.Skipf("setcap: %v %s", err, out)
+	}
+	cmd, logs, api := start()
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	}()
+	waitFor(t, 15*time.Second, "the capture to start", func() bool { return strings.Contains(logs.String(), "capture started") })
+	waitFor(t, 10*time.Second, "the capturer connected", func() bool {
+		out, err := exec.Command("curl", "-sf", "http://"+api+"/api/health").Output()
+		return err == nil && strings.Contains(string(out), `"capturers_connected":1`)
+	})
+	capPID := child(t, cmd.Process.Pid, "lightshark-capt")
+	checkStatus(t, "capturer", capPID, "65534", "0000000000000000")
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := waitExit(cmd, 5*time.Second); err != nil {
+		t.Errorf("after SIGTERM: %v", err)
+	}
+}

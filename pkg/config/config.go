@@ -289,8 +289,10 @@ func (c *Config) Validate(cmd Command) error {
 		if key == "api_user" {
 			v = c.APIUser
 		}
-		if _, _, err := ParseUser(v); err != nil {
+		if uid, _, err := ParseUser(v); err != nil {
 			bad(key, "%v", err)
+		} else if uid == 0 {
+			bad(key, "%q is root: give an unprivileged uid", v)
 		}
 	}
 	if cmd&Mini != 0 {

@@ -172,6 +172,7 @@ func TestErrors(t *testing.T) {
 		{"ring", Mini, "ring_size: 1GiB\nring_size_x: 1\n", nil, nil, "ring_size_x: unknown key"},
 		{"log format", Mini, "log_format: xml\n", nil, nil, `:1: log_format: "xml" is not text or json`},
 		{"user", Mini, "api_user: nobody\n", nil, nil, `:1: api_user: "nobody" is not a numeric uid[:gid]`},
+		{"root user", Mini, "capturer_user: 0:0\n", nil, nil, `:1: capturer_user: "0:0" is root`},
 		{"same users", Mini, "api_user: \"1000\"\ncapturer_user: 1000:5\n", nil, nil, ":1: api_user: uid 1000 is also capturer_user"},
 		{"listen and port", Mini, "port: 1\nlisten: :2\n", nil, nil, ":2: listen: excludes port"},
 		{"listen syntax", Mini, "listen: localhost\n", nil, nil, `:1: listen: "localhost" is not host:port`},
