@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
@@ -113,9 +112,9 @@ func (o *options) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	spec, err := capfilter.Parse(cfg.FilterPort, cfg.FilterIP, cfg.FilterProtocol)
+	spec, err := capfilter.FromConfig(cfg)
 	if err != nil {
-		return filterError(cfg, err)
+		return err
 	}
 	// Flows go to the API server's socket unless --output asks for
 	// standard output.
@@ -303,25 +302,4 @@ func writeStats(w io.Writer, s record.CaptureStats) error {
 	return enc.Encode(struct {
 		Stats record.CaptureStats `json:"stats"`
 	}{s})
-}
-
-// filterError names the key (and file line) of each bad filter value.
-func filterError(cfg *config.Config, err error) error {
-	var errs []error
-	for _, e := range unjoin(err) {
-		var fe *capfilter.Error
-		if errors.As(e, &fe) {
-			key := strings.ReplaceAll(strings.TrimPrefix(fe.Flag, "--"), "-", "_")
-			e = cfg.Errorf(key, "%q %s", fe.Value, fe.Reason)
-		}
-		errs = append(errs, e)
-	}
-	return errors.Join(errs...)
-}
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }

@@ -182,17 +182,8 @@ func preflight(cfg *config.Config, read string) error {
 			return fmt.Errorf("--read: %w", err)
 		}
 	}
-	if _, err := capfilter.Parse(cfg.FilterPort, cfg.FilterIP, cfg.FilterProtocol); err != nil {
-		var errs []error
-		for _, e := range unjoin(err) {
-			var fe *capfilter.Error
-			if errors.As(e, &fe) {
-				key := strings.ReplaceAll(strings.TrimPrefix(fe.Flag, "--"), "-", "_")
-				e = cfg.Errorf(key, "%q %s", fe.Value, fe.Reason)
-			}
-			errs = append(errs, e)
-		}
-		return errors.Join(errs...)
+	if _, err := capfilter.FromConfig(cfg); err != nil {
+		return err
 	}
 	if cfg.Interface != "" && cfg.Interface != "any" {
 		if _, err := net.InterfaceByName(cfg.Interface); err != nil {
@@ -232,13 +223,6 @@ func ifaceName(cfg *config.Config) string {
 		return "(default route's)"
 	}
 	return cfg.Interface
-}
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }
 
 // prepareDBDir makes sure the API server's user can create the database

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/lightshark-dev/lightshark-mini/pkg/config"
 )
 
 // Link types this package understands (LINKTYPE_* values, low 16 bits).
@@ -207,3 +209,25 @@ func isPortProto(p uint8) bool {
 // all: an address filter of the other family rules it out.
 func (s Spec) wantIPv4() bool { return !s.HasIP || s.Prefix.Addr().Is4() }
 func (s Spec) wantIPv6() bool { return !s.HasIP || s.Prefix.Addr().Is6() }
+
+// FromConfig parses the filter settings of cfg, as Parse does, with each
+// bad value reported against its setting and where it was given (the
+// flag, the environment variable, or the config file's line).
+func FromConfig(cfg *config.Config) (Spec, error) {
+	s, err := Parse(cfg.FilterPort, cfg.FilterIP, cfg.FilterProtocol)
+	if err == nil {
+		return s, nil
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for i, e := range errs {
+		var fe *Error
+		if errors.As(e, &fe) {
+			key := strings.ReplaceAll(strings.TrimPrefix(fe.Flag, "--"), "-", "_")
+			errs[i] = cfg.Errorf(key, "%q %s", fe.Value, fe.Reason)
+		}
+	}
+	return Spec{}, errors.Join(errs...)
+}
