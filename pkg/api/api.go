@@ -101,6 +101,7 @@ type Server struct {
 	scrapeMu  sync.Mutex
 	scrape    live.Snapshot // the snapshot being scraped, under scrapeMu
 	errLog    errorLogger
+	liveCache responseCache // of /api/live
 
 	streamMu sync.Mutex
 	closed   bool

@@ -133,6 +133,20 @@ func TestServer_live(t *testing.T) {
 	if len(got.Connections) != 1 || got.Connections[0].Stats.PacketsCount != 190 {
 		t.Errorf("limit=1: got %+v", got.Connections)
 	}
+	// The body is reused while the live state stays the same, and never
+	// after it changed.
+	_, first, _ := f.get(t, "/api/live")
+	_, again, _ := f.get(t, "/api/live")
+	if string(first) != string(again) {
+		t.Errorf("same state, different bodies:\n%s\n%s", first, again)
+	}
+	more := liveFlows[1]
+	more.PacketsSent, more.BytesSent = 500, 50000
+	f.live.Apply("cap", live.Batch{Seq: 99, Flows: []record.Flow{more}, ReceivedAt: f.clock.Now()})
+	f.getJSON(t, "/api/live", 200, &got)
+	if len(got.Connections) == 0 || got.Connections[0].Stats.PacketsSent != 500 {
+		t.Errorf("after an update: got %+v, want the updated flow first", got.Connections)
+	}
 	// Empty: an empty array, never null.
 	empty := newFixture(t, nil)
 	code, body, _ := empty.get(t, "/api/live")

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/lightshark-dev/lightshark-mini/pkg/live"
@@ -133,6 +134,13 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 		s.writeBadRequest(w, err)
 		return
 	}
+	// The response depends on the live state alone, which changes once
+	// per batch: requests in between get the same bytes.
+	ver := s.Live.Version()
+	if body := s.liveCache.get(ver, limit); body != nil {
+		writeJSONBytes(w, body)
+		return
+	}
 	st := s.Live.Stats()
 	resp := LiveResponse{
 		Connections:       []LiveConnection{},
@@ -153,7 +161,48 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 			Flow: f,
 		})
 	}
-	writeJSON(w, http.StatusOK, resp)
+	body, err := json.Marshal(resp)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "encode: "+err.Error())
+		return
+	}
+	body = append(body, '\n')
+	s.liveCache.put(ver, limit, body)
+	writeJSONBytes(w, body)
+}
+
+// responseCache holds the latest /api/live body, by live state version and
+// limit. The body of version v may hold a slightly newer state than v (it
+// was computed after v was read), never an older one.
+type responseCache struct {
+	mu    sync.Mutex
+	ver   uint64
+	limit int
+	body  []byte
+}
+
+func (c *responseCache) get(ver uint64, limit int) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.body != nil && c.ver == ver && c.limit == limit {
+		return c.body
+	}
+	return nil
+}
+
+func (c *responseCache) put(ver uint64, limit int, body []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ver, c.limit, c.body = ver, limit, body
+}
+
+// writeJSONBytes answers 200 with an encoded JSON body.
+func writeJSONBytes(w http.ResponseWriter, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
 }
 
 // endpoint formats ip:port, with IPv6 in brackets.

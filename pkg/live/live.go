@@ -26,7 +26,11 @@ import (
 
 // Defaults of the State's settings.
 const (
-	DefaultMaxFlows     = 16384
+	// DefaultMaxFlows is 4096 active flows (about 400 bytes each with
+	// their strings: 1.6 MiB), the most recently updated: /api/live shows
+	// the top 50 of them. 16384 cost 6 MiB of the API server's heap, and
+	// the GC time to scan it, for a 16 MiB budget.
+	DefaultMaxFlows     = 4096
 	DefaultStaleAfter   = 15 * time.Minute
 	DefaultRateWindow   = 10 * time.Second
 	DefaultHistorySize  = 1024
@@ -37,7 +41,9 @@ const (
 	// maxRatePoints bounds the sliding window's points whatever the batch
 	// rate; maxTrafficKeys bounds the proto/direction pairs (a capturer
 	// sends names or numbers, so 256 protocols × 4 directions fit).
-	maxRatePoints  = 4096
+	maxRatePoints = 4096
+	// applyChunk is the records Apply handles per hold of the lock.
+	applyChunk     = 256
 	maxDropEvents  = 1024
 	maxTrafficKeys = 1100
 	maxErrReasons  = 256
@@ -98,6 +104,7 @@ type State struct {
 	Hub *Hub
 
 	mu        sync.RWMutex
+	version   uint64 // changes with every change of the state (under mu)
 	flows     map[string]*flowEntry
 	lru       flowList // least recently updated first
 	samples   []record.PacketSample
@@ -184,14 +191,32 @@ func (s *State) Apply(instanceID string, b Batch) {
 		at = now
 	}
 
+	// The records go in chunks, each under the lock, so that a batch of
+	// thousands of records never holds readers (/api/live, /api/stats)
+	// for more than a chunk's time. A reader may see a batch half
+	// applied: its stats, and some of its flows.
 	s.mu.Lock()
+	s.version++
 	s.applyStats(instanceID, &b, at)
-	for i := range b.Flows {
-		s.upsert(&b.Flows[i], at)
+	s.mu.Unlock()
+	for i := 0; i < len(b.Flows); i += applyChunk {
+		s.mu.Lock()
+		s.version++
+		for j := i; j < min(i+applyChunk, len(b.Flows)); j++ {
+			s.upsert(&b.Flows[j], at)
+		}
+		s.mu.Unlock()
 	}
-	for i := range b.Ended {
-		s.end(&b.Ended[i])
+	for i := 0; i < len(b.Ended); i += applyChunk {
+		s.mu.Lock()
+		s.version++
+		for j := i; j < min(i+applyChunk, len(b.Ended)); j++ {
+			s.end(&b.Ended[j])
+		}
+		s.mu.Unlock()
 	}
+	s.mu.Lock()
+	s.version++
 	s.pruneStale(at)
 	s.addSamples(b.Samples)
 	s.batches++
@@ -393,6 +418,7 @@ func (s *State) addSamples(samples []record.PacketSample) {
 // connected and health relies on SilentAfter alone.
 func (s *State) SetCapturerConnected(instanceID string, connected bool) {
 	s.mu.Lock()
+	s.version++
 	defer s.mu.Unlock()
 	c := s.capturers[instanceID]
 	if c == nil {
@@ -410,10 +436,33 @@ func (s *State) SetCapturerConnected(instanceID string, connected bool) {
 	}
 }
 
+// Version returns a number that changes whenever the state changes: two
+// calls that return the same number saw the same state, so a response
+// computed from it can be reused (/api/live caches its body by it).
+func (s *State) Version() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.version
+}
+
+// AppliedSeq returns the Seq of the latest batch applied for the capturer
+// instance, 0 when none was (or the instance was retired). Ingest uses it
+// to apply a batch to the live view once, whether before its commit (while
+// the store refuses writes) or after.
+func (s *State) AppliedSeq(instanceID string) uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if c := s.capturers[instanceID]; c != nil && c.batches > 0 {
+		return c.seq
+	}
+	return 0
+}
+
 // SetStoreError records the outcome of the latest store write: a non-nil
 // err makes health degraded with its text until a later call with nil.
 func (s *State) SetStoreError(err error) {
 	s.mu.Lock()
+	s.version++
 	defer s.mu.Unlock()
 	if err == nil {
 		s.storeErr = ""

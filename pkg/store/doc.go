@@ -72,12 +72,17 @@
 // can be missed or seen twice. Each page is its own short read transaction,
 // because a long reader keeps the WAL from being checkpointed.
 //
-// A filtered page first reads up to 4096 rows in sort order and keeps the
-// matches (cheap when the filter is common, like the container's own
-// address); when they are too few, it counts each filter's matches through
-// its index (up to 16384) and reads and sorts those of the rarest (cheap
-// when the filter is rare). SQLite's own statistics cannot make that choice:
-// they know averages, not that one address is in every flow.
+// A filtered page first reads 4096 rows in sort order and keeps the matches
+// (cheap when the filter is common, like the container's own address). When
+// they are too few, the matches found predict how many more rows the
+// ordered scan needs, and each filter's index says how many matches it has
+// (counted up to 16384): the page reads on in sort order (at most 65536
+// rows in all) when that is cheaper, and otherwise reads and sorts the
+// matches of the rarest filter (cheap when the filter is rare; reading a
+// match through an index costs about four rows of the ordered scan). On a
+// million flows, a port in 2 % of them took 65 ms through its index and
+// takes 5 ms reading on in order. SQLite's own statistics cannot make that
+// choice: they know averages, not that one address is in every flow.
 //
 // # Retention and size
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -83,6 +84,13 @@ func (db *DB) ApplyBatch(ctx context.Context, c Capturer, b *Batch) (applied boo
 	if now.IsZero() {
 		now = db.opts.Now()
 	}
+	defer func() {
+		if errors.Is(err, ErrFull) {
+			// The size cap (or the disk) refused the batch: have the
+			// background retention make room now, not at its next tick.
+			db.wakeRetention()
+		}
+	}()
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return false, wrap("write batch", err)
@@ -117,6 +125,14 @@ func validateBatch(c Capturer, b *Batch) error {
 
 // applyBatch writes b in tx; applied is false for a duplicate.
 func (db *DB) applyBatch(ctx context.Context, tx *sql.Tx, c Capturer, b *Batch, now time.Time) (applied bool, err error) {
+	// The statements run with a context that is never cancelled: given a
+	// cancellable one, the driver starts a goroutine per statement to
+	// interrupt it (modernc.org/sqlite's interruptOnDone), which costs more
+	// than a flow's update. The batch still stops soon after ctx ends:
+	// between chunks of records, and at the latest at the commit, which
+	// database/sql refuses (the transaction is bound to ctx).
+	done := ctx
+	ctx = context.WithoutCancel(ctx)
 	st := db.stmts.in(ctx, tx) // closed with tx
 
 	// Dedup first, so that a duplicate costs one statement.
@@ -149,14 +165,23 @@ func (db *DB) applyBatch(ctx context.Context, tx *sql.Tx, c Capturer, b *Batch, 
 		if _, ok := ended[b.Flows[i].ID]; ok {
 			continue // superseded by its final record in this batch
 		}
+		if i%checkEvery == 0 && done.Err() != nil {
+			return false, context.Cause(done)
+		}
 		if err := applyFlow(ctx, st, capRID, &b.Flows[i]); err != nil {
 			return false, err
 		}
 	}
 	for i := range b.Ended {
+		if i%checkEvery == 0 && done.Err() != nil {
+			return false, context.Cause(done)
+		}
 		if err := applyFlow(ctx, st, capRID, &b.Ended[i]); err != nil {
 			return false, err
 		}
+	}
+	if done.Err() != nil {
+		return false, context.Cause(done)
 	}
 	if err := insertSamples(ctx, st, b.Samples); err != nil {
 		return false, err
@@ -171,13 +196,18 @@ func (db *DB) applyBatch(ctx context.Context, tx *sql.Tx, c Capturer, b *Batch, 
 			return false, fmt.Errorf("read page count: %w", err)
 		}
 		if (pages-free)*db.pageSize > db.highWater {
-			select { // wake the background retention, never wait for it
-			case db.pressure <- struct{}{}:
-			default:
-			}
+			db.wakeRetention()
 		}
 	}
 	return true, nil
+}
+
+// wakeRetention wakes the background retention; it never waits for it.
+func (db *DB) wakeRetention() {
+	select {
+	case db.pressure <- struct{}{}:
+	default:
+	}
 }
 
 // applyFlow upserts one flow record: an UPDATE by id of the columns a
@@ -208,6 +238,10 @@ func applyFlow(ctx context.Context, st *txStmts, capRID int64, f *record.Flow) e
 	}
 	return nil
 }
+
+// checkEvery is how many records applyBatch writes between two looks at
+// its context.
+const checkEvery = 256
 
 // samplesPerStmt is the number of rows of one multi-row sample insert: fewer
 // statements, 8 × 64 = 512 parameters (SQLite allows 32766).

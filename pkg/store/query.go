@@ -327,9 +327,21 @@ func planFlows(q FlowQuery) (*flowPlan, error) {
 }
 
 // orderedScanBudget is how many rows, in sort order, a filtered page reads
-// before it gives up on the sort index and reads the filter's matches
-// instead (see flowPage). DB.scanBudget holds it; tests lower it.
+// first, before it estimates which plan is cheaper (see flowPage).
+// DB.scanBudget holds it; tests lower it.
 const orderedScanBudget = 4096
+
+// maxOrderedScan bounds the rows a filtered page reads in sort order in
+// all; scanRounds bounds the windows it reads them in.
+const (
+	maxOrderedScan = 65536
+	scanRounds     = 4
+)
+
+// indexCostRatio is what reading one match through a filter's index and
+// sorting it costs, in rows of the ordered scan: measured on a million
+// flows, about 3 µs against 0.8 µs.
+const indexCostRatio = 4
 
 // flowPage runs one page of p, calling fn per flow, and returns the cursor
 // of the next page. The page is one short read transaction.
@@ -341,10 +353,14 @@ const orderedScanBudget = 4096
 // matches, which is cheap for a common filter and reads the whole table for
 // a rare one; reading the filter's index and sorting the matches is cheap
 // for a rare filter and sorts most of the table for a common one. So the
-// page first reads at most scanBudget rows in order; only if they
-// hold fewer than limit+1 matches and more rows remain does it read the
-// filter's matches and sort them. Either way a page costs about
-// scanBudget rows plus a rare filter's matches, never the whole table.
+// page first reads scanBudget rows in order. If they hold fewer than
+// limit+1 matches and more rows remain, the matches found predict how many
+// more rows the ordered scan needs, and the filter's index says how many
+// matches there are (counted up to probeCap); the page goes on with the
+// ordered scan (in up to scanRounds windows, maxOrderedScan rows in all)
+// when that is cheaper than reading and sorting the matches
+// (indexCostRatio), and reads the matches otherwise. A page costs about
+// scanBudget rows plus the cheaper of the two, never the whole table.
 func (db *DB) flowPage(ctx context.Context, p *flowPlan, fn func(*record.Flow) error) (string, error) {
 	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -365,43 +381,13 @@ func (db *DB) flowPage(ctx context.Context, p *flowPlan, fn func(*record.Flow) e
 	}
 	order := fmt.Sprintf(" ORDER BY %s %s, rid %s", col, dir, dir)
 	limit := fmt.Sprintf(" LIMIT %d", p.limit+1)
-	filters, fargs := p.where(-1, false)
 
 	var page []pageRow
-	switch {
-	case len(p.terms) == 0:
+	if len(p.terms) == 0 {
 		q := "SELECT rid, " + col + ", " + flowCols + " FROM flows INDEXED BY " + idx + whereClause(cur) + order + limit
 		page, err = queryPage(ctx, tx, q, curArgs)
-	default:
-		q := "SELECT rid, " + col + ", " + flowCols + " FROM (SELECT * FROM flows INDEXED BY " + idx +
-			whereClause(cur) + order + fmt.Sprintf(" LIMIT %d)", db.scanBudget) + whereClause(filters) + order + limit
-		page, err = queryPage(ctx, tx, q, append(curArgs[:len(curArgs):len(curArgs)], fargs...))
-		if err != nil || len(page) > p.limit {
-			break
-		}
-		var scanned int
-		if err = tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM (SELECT 1 FROM flows INDEXED BY "+idx+whereClause(cur)+
-			order+fmt.Sprintf(" LIMIT %d)", db.scanBudget), curArgs...).Scan(&scanned); err != nil {
-			break
-		}
-		if scanned < db.scanBudget {
-			break // the budget reached the end of the table: page complete
-		}
-		// The filters are rare together: read the matches of the rarest
-		// term through its index and sort them. The unary + keeps SQLite
-		// off the sort index and the other terms' indexes.
-		var best int
-		if best, err = rarestTerm(ctx, tx, p); err != nil {
-			break
-		}
-		fcur, args := p.where(best, true)
-		if p.cur != nil {
-			fcur += " AND (+" + col + ", +rid) " + cmp + " (?, ?)"
-			args = append(args, curArgs...)
-		}
-		q = "SELECT rid, " + col + ", " + flowCols + " FROM flows WHERE " + fcur +
-			fmt.Sprintf(" ORDER BY +%s %s, +rid %s", col, dir, dir) + limit
-		page, err = queryPage(ctx, tx, q, args)
+	} else {
+		page, err = db.filteredPage(ctx, tx, p, col, idx, cmp, order, cur, curArgs)
 	}
 	if err != nil {
 		return "", err
@@ -420,6 +406,78 @@ func (db *DB) flowPage(ctx context.Context, p *flowPlan, fn func(*record.Flow) e
 	last := page[p.limit-1]
 	next := cursor{order: byte(p.order), asc: p.asc, hash: p.hash, key: last.key, rid: last.rid}
 	return next.encode(), nil
+}
+
+// filteredPage reads up to limit+1 rows of a filtered page (see flowPage).
+func (db *DB) filteredPage(ctx context.Context, tx *sql.Tx, p *flowPlan, col, idx, cmp, order, cur string, curArgs []any) ([]pageRow, error) {
+	filters, fargs := p.where(-1, false)
+	var page []pageRow
+	from, fromArgs := cur, curArgs // where the next window starts
+	budget, scanned, counted := db.scanBudget, 0, -1
+	for round := 0; round < scanRounds; round++ {
+		need := p.limit + 1 - len(page)
+		q := "SELECT rid, " + col + ", " + flowCols + " FROM (SELECT * FROM flows INDEXED BY " + idx +
+			whereClause(from) + order + fmt.Sprintf(" LIMIT %d)", budget) + whereClause(filters) + order + fmt.Sprintf(" LIMIT %d", need)
+		rows, err := queryPage(ctx, tx, q, append(fromArgs[:len(fromArgs):len(fromArgs)], fargs...))
+		if err != nil {
+			return nil, err
+		}
+		page = append(page, rows...)
+		if len(page) > p.limit {
+			return page, nil
+		}
+		// The window's last row, from the index alone: none means the
+		// window reached the end of the table, and the page is complete.
+		var key, rid int64
+		err = tx.QueryRowContext(ctx, "SELECT "+col+", rid FROM flows INDEXED BY "+idx+whereClause(from)+order+
+			fmt.Sprintf(" LIMIT 1 OFFSET %d", budget-1), fromArgs...).Scan(&key, &rid)
+		if err == sql.ErrNoRows {
+			return page, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		scanned += budget
+		if len(page) == 0 {
+			break // rare: read the matches
+		}
+		// The matches so far predict the rows still to scan.
+		more := (p.limit + 1 - len(page)) * scanned / len(page)
+		if scanned+more > maxOrderedScan {
+			break
+		}
+		if counted < 0 {
+			if _, counted, err = rarestTerm(ctx, tx, p); err != nil {
+				return nil, err
+			}
+		}
+		if more >= indexCostRatio*counted {
+			break // reading the matches is cheaper
+		}
+		budget = min(more+more/4+64, maxOrderedScan-scanned)
+		from = "(" + col + ", rid) " + cmp + " (?, ?)"
+		fromArgs = []any{key, rid}
+	}
+
+	// Read the matches of the rarest term through its index and sort
+	// them. The unary + keeps SQLite off the sort index and the other
+	// terms' indexes.
+	best, _, err := rarestTerm(ctx, tx, p)
+	if err != nil {
+		return nil, err
+	}
+	fcur, args := p.where(best, true)
+	if p.cur != nil {
+		fcur += " AND (+" + col + ", +rid) " + cmp + " (?, ?)"
+		args = append(args, curArgs...)
+	}
+	dir := "DESC"
+	if p.asc {
+		dir = "ASC"
+	}
+	q := "SELECT rid, " + col + ", " + flowCols + " FROM flows WHERE " + fcur +
+		fmt.Sprintf(" ORDER BY +%s %s, +rid %s LIMIT %d", col, dir, dir, p.limit+1)
+	return queryPage(ctx, tx, q, args)
 }
 
 // pageRow is a flow with its sort key and rid, for the cursor.
@@ -458,30 +516,27 @@ func whereClause(cond string) string {
 const probeCap = 16384
 
 // rarestTerm returns the index of the term of p that matches the fewest
-// flows, counting each through its own index up to probeCap (and up to the
-// best count so far). SQLite's statistics cannot be trusted for this: they
-// are averages (sqlite_stat1) or samples (sqlite_stat4) of the first
-// analysis_limit rows, and a filter's cost here depends on the value asked
-// for (the container's own address against a stranger's).
-func rarestTerm(ctx context.Context, tx *sql.Tx, p *flowPlan) (int, error) {
-	best, bestN := 0, probeCap
-	if len(p.terms) == 1 {
-		return 0, nil
-	}
+// flows and that count, counting each through its own index up to probeCap
+// (and up to the best count so far). SQLite's statistics cannot be trusted
+// for this: they are averages (sqlite_stat1) or samples (sqlite_stat4) of
+// the first analysis_limit rows, and a filter's cost here depends on the
+// value asked for (the container's own address against a stranger's).
+func rarestTerm(ctx context.Context, tx *sql.Tx, p *flowPlan) (best, count int, err error) {
+	best, count = 0, probeCap
 	for i, t := range p.terms {
 		var n int
 		if err := tx.QueryRowContext(ctx, fmt.Sprintf("SELECT COUNT(*) FROM (SELECT 1 FROM flows WHERE %s LIMIT %d)",
-			t.sql, bestN), t.args...).Scan(&n); err != nil {
-			return 0, err
+			t.sql, count), t.args...).Scan(&n); err != nil {
+			return 0, 0, err
 		}
-		if n < bestN {
-			best, bestN = i, n
+		if n < count {
+			best, count = i, n
 		}
 		if n == 0 {
 			break
 		}
 	}
-	return best, nil
+	return best, count, nil
 }
 
 // cursor is the position after the last row of a page.

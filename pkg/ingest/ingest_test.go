@@ -1,0 +1,257 @@
+package ingest
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lightshark-dev/lightshark-mini/ipc"
+	"github.com/lightshark-dev/lightshark-mini/pkg/live"
+	"github.com/lightshark-dev/lightshark-mini/pkg/record"
+	"github.com/lightshark-dev/lightshark-mini/pkg/store"
+)
+
+// mountTmpfs mounts a tmpfs of the given size under a temporary directory
+// and unmounts it at cleanup. It skips the test unless it runs as root.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mount -t tmpfs)")
+	}
+	dir := filepath.Join(t.TempDir(), "fs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fill writes a file in dir until the file system is full.
+func fill(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("fill %s: %v", dir, err)
+			}
+			return path
+		}
+	}
+}
+
+// testBatch is batch k: 40 new flows and 100 packet samples, all unique.
+func testBatch(k int) *ipc.Batch {
+	b := &ipc.Batch{Stats: record.CaptureStats{Packets: uint64(1000 * k), Bytes: uint64(100000 * k)}}
+	t0 := time.Date(2026, 5, 1, 0, 0, k, 0, time.UTC)
+	for i := range 40 {
+		b.Flows = append(b.Flows, record.Flow{
+			ID: fmt.Sprintf("%08x%08x", k, i), Proto: "tcp", ProtoNum: 6,
+			SrcIP: fmt.Sprintf("10.1.%d.%d", k%256, i), SrcPort: uint16(40000 + i), DstIP: "10.0.0.2", DstPort: 443,
+			FirstSeen: record.Time{Time: t0}, LastSeen: record.Time{Time: t0.Add(time.Duration(i) * time.Millisecond)},
+			PacketsSent: uint64(k + i + 1), BytesSent: uint64(100 * (k + i + 1)), State: "S1", History: "ShAD",
+			CommunityID: strings.Repeat("c", 30),
+		})
+	}
+	for i := range 100 {
+		b.Samples = append(b.Samples, record.PacketSample{Timestamp: t0.UnixMilli() + int64(i), SrcIP: "10.0.0.2",
+			DstIP: "10.1.0.1", SrcPort: 443, DstPort: uint16(40000 + i), Protocol: "tcp", Length: uint32(k*1000 + i)})
+	}
+	return b
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestIngest_StoreFull runs a real ipc client and server with the ingest
+// over a real SQLite file on a small tmpfs, and fills the tmpfs: the batch
+// the store refuses stays unacknowledged on an open connection while the
+// ingest retries it, health turns degraded naming the store's error, the
+// live view shows the held batch, the capturer's reconnects (AckTimeout)
+// take the held batch over without applying it twice; once there is room
+// again every batch is committed, exactly once, and health recovers.
+func TestIngest_StoreFull(t *testing.T) {
+	dir := mountTmpfs(t, "8m")
+	ctx := t.Context()
+	db, err := store.Open(ctx, filepath.Join(dir, "traffic.db"), store.Options{MaxSize: -1, Retention: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lv := live.New()
+	in := &Ingest{Store: db, Live: lv, RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}
+	sock := filepath.Join(t.TempDir(), "ipc.sock")
+	srv := &ipc.Server{Path: sock, Handler: in}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close(context.Background())
+	cl := &ipc.Client{Path: sock, AckTimeout: 500 * time.Millisecond, MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 50 * time.Millisecond, MaxPendingBytes: 64 << 20}
+	if err := cl.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close(context.Background())
+	id := cl.Stats().InstanceID
+
+	sent := map[string]record.Flow{}
+	samples := 0
+	k := 0
+	send := func() {
+		t.Helper()
+		k++
+		b := testBatch(k)
+		for _, f := range b.Flows {
+			sent[f.ID] = f
+		}
+		samples += len(b.Samples)
+		if err := cl.Send(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		send()
+	}
+	waitFor(t, "the first batches to be acknowledged", 10*time.Second, func() bool { return cl.Stats().AckedSeq == 5 })
+
+	filler := fill(t, dir)
+	// Batches until one is refused (the WAL may take a few in its free
+	// frames first).
+	waitFor(t, "the store to refuse a batch", 20*time.Second, func() bool {
+		if lv.Health().StoreError != "" {
+			return true
+		}
+		if st := cl.Stats(); st.LastSeq == st.AckedSeq {
+			send()
+		}
+		return false
+	})
+	h := lv.Health()
+	if h.OK || !strings.Contains(strings.Join(h.Reasons, "; "), "store failing") || !strings.Contains(h.StoreError, "full") {
+		t.Errorf("health = %+v; want degraded, naming the full store", h)
+	}
+	t.Logf("health while full: %q", h.Reasons)
+	held := cl.Stats().AckedSeq + 1
+	// The live view shows the held batch; the store does not have it.
+	waitFor(t, "the live view to apply the held batch", 5*time.Second, func() bool { return lv.AppliedSeq(id) >= held })
+	if last, err := db.LastSeq(ctx, id); err != nil || last >= held {
+		t.Errorf("store LastSeq = %d, %v; want < %d", last, err, held)
+	}
+	if got, want := lv.Stats().TotalPackets, uint64(1000*held); got != want {
+		t.Errorf("live total_packets = %d, want %d (the held batch's)", got, want)
+	}
+	// More batches arrive while full, and the capturer reconnects (its
+	// AckTimeout is short): the new connection takes the instance over.
+	for range 3 {
+		send()
+	}
+	sessions := cl.Stats().Sessions
+	waitFor(t, "the capturer to reconnect while the store is full", 10*time.Second, func() bool { return cl.Stats().Sessions > sessions })
+	if st := cl.Stats(); st.AckedSeq >= held {
+		t.Fatalf("batch %d acknowledged while the store was full (client %+v)", held, st)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	last := cl.Stats().LastSeq
+	waitFor(t, "every batch to be acknowledged once there is room", 30*time.Second, func() bool { return cl.Stats().AckedSeq == last })
+	if h := lv.Health(); h.StoreError != "" {
+		t.Errorf("store error still reported after recovery: %q", h.StoreError)
+	}
+	// The held batch is committed by the Apply that retried it, or by the
+	// one a reconnect brought (Retried counts the former only).
+	st := in.Stats()
+	if st.Failures == 0 {
+		t.Errorf("ingest stats %+v: want refused commits counted", st)
+	}
+	t.Logf("ingest stats %+v", st)
+	if ss := srv.Stats(); ss.ApplyErrors != 0 {
+		t.Errorf("ipc server stats %+v: a refused store closed a connection", ss)
+	}
+
+	// Everything sent is stored, once.
+	if got, err := db.LastSeq(ctx, id); err != nil || got != last {
+		t.Errorf("store LastSeq = %d, %v; want %d", got, err, last)
+	}
+	n := 0
+	if err := db.EachFlow(ctx, store.FlowQuery{}, func(f *record.Flow) error {
+		n++
+		if w, ok := sent[f.ID]; !ok || w.PacketsSent != f.PacketsSent || w.BytesSent != f.BytesSent {
+			return fmt.Errorf("flow %s: stored %d packets, sent %+v", f.ID, f.PacketsSent, w)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	if n != len(sent) {
+		t.Errorf("%d flows stored, %d sent", n, len(sent))
+	}
+	hist, err := db.History(ctx, store.MaxLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := min(samples, store.MaxLimit); len(hist) != want {
+		t.Errorf("%d samples in the history, want %d", len(hist), want)
+	}
+	var stored int
+	ro, err := sql.Open("sqlite", "file:"+db.Path()+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if err := ro.QueryRow("SELECT COUNT(*) FROM packets").Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != samples {
+		t.Errorf("%d samples stored, %d sent", stored, samples)
+	}
+	seen := map[uint32]bool{}
+	for _, s := range hist {
+		if seen[s.Length] {
+			t.Errorf("sample %d stored twice", s.Length)
+		}
+		seen[s.Length] = true
+	}
+	// The live view applied each batch once: no sample twice in its ring.
+	seen = map[uint32]bool{}
+	for _, s := range lv.RecentSamples(live.DefaultHistorySize) {
+		if seen[s.Length] {
+			t.Errorf("sample %d twice in the live view", s.Length)
+		}
+		seen[s.Length] = true
+	}
+	if err := db.IntegrityCheck(ctx); err != nil {
+		t.Error(err)
+	}
+}
