@@ -96,14 +96,25 @@ func PrepareSocketDir(dir string, uid, gid int, mode os.FileMode) error {
 		return fmt.Errorf("open socket directory: %w", err)
 	}
 	defer f.Close()
-	if err := f.Chown(uid, gid); err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			return fmt.Errorf("set owner %d:%d: %w (needs CAP_CHOWN)", uid, gid, err)
-		}
-		return fmt.Errorf("set owner %d:%d: %w", uid, gid, err)
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
 	}
-	if err := f.Chmod(mode); err != nil {
-		return fmt.Errorf("chmod socket directory: %w", err)
+	// Mode first, owner second: once the directory is given away, a root
+	// without CAP_FOWNER (a container keeping only what it needs) may no
+	// longer change its mode. Nothing is changed that is already right.
+	if fi.Mode().Perm() != mode.Perm() {
+		if err := f.Chmod(mode); err != nil {
+			return fmt.Errorf("chmod socket directory: %w", err)
+		}
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || (uid >= 0 && int(st.Uid) != uid) || (gid >= 0 && int(st.Gid) != gid) {
+		if err := f.Chown(uid, gid); err != nil {
+			if errors.Is(err, syscall.EPERM) {
+				return fmt.Errorf("set owner %d:%d: %w (needs CAP_CHOWN)", uid, gid, err)
+			}
+			return fmt.Errorf("set owner %d:%d: %w", uid, gid, err)
+		}
 	}
 	return nil
 }
