@@ -71,6 +71,7 @@ func serve(ctx context.Context, c *config.Config, stderr io.Writer) error {
 		MaxDBSize:         c.MaxDBSize,
 		AggregationWindow: time.Duration(c.AggregationWindow) * time.Second,
 		AllowOrigins:      c.AllowOrigin,
+		MaxStreamClients:  c.MaxStreamClients,
 		Logger:            log,
 	}
 	if c.DataRetention == 0 {

@@ -44,7 +44,10 @@ type Config struct {
 	// AllowCIDRs limit the API's clients; AllowOrigins the browser origins.
 	AllowCIDRs   []netip.Prefix
 	AllowOrigins []string
-	Logger       *slog.Logger
+	// MaxStreamClients bounds the /api/stream clients served at once
+	// (default live.DefaultMaxSubscribers).
+	MaxStreamClients int
+	Logger           *slog.Logger
 }
 
 // Server is a running API server.
@@ -84,6 +87,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.db = db
 	s.live = live.New()
+	if cfg.MaxStreamClients > 0 {
+		s.live.Hub.MaxSubscribers = cfg.MaxStreamClients
+	}
 	in := &ingest.Ingest{Store: db, Live: s.live, Logger: cfg.Logger.With("component", "ingest")}
 	uids := append([]int{os.Getuid()}, cfg.CapturerUIDs...)
 	s.ipc = &ipc.Server{Path: cfg.Socket, Mode: cfg.SocketMode, AllowedUIDs: uids, Handler: in,

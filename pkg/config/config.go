@@ -63,6 +63,7 @@ type Config struct {
 	APIToken          string // LIGHTSHARK_API_TOKEN only: a secret never read from flags or files
 	AllowCIDR         []string
 	AllowOrigin       []string
+	MaxStreamClients  int
 
 	// The process split.
 	Socket       string
@@ -152,6 +153,7 @@ func Default() Config {
 		DBPath:            "traffic.db",
 		DataRetention:     86400,
 		MaxDBSize:         256 << 20,
+		MaxStreamClients:  256,
 		Socket:            "/run/lightshark/ipc.sock",
 		SocketMode:        0o660,
 		CapturerUser:      "65534",
@@ -244,6 +246,7 @@ func (c *Config) Validate(cmd Command) error {
 	between("max_flows", c.MaxFlows, 1, 10_000_000, "a number of flows")
 	between("snaplen", c.Snaplen, 64, 262144, "a snapshot length in bytes")
 	between("data_retention_seconds", c.DataRetention, 0, 10*365*86400, "a number of seconds")
+	between("max_stream_clients", c.MaxStreamClients, 1, 10000, "a number of clients")
 	between("aggregation_window_seconds", c.AggregationWindow, 0, 86400, "a number of seconds")
 	if uses("ring_size") && (c.RingSize < 64<<10 || c.RingSize > 1<<30) {
 		bad("ring_size", "%s is not between 64KiB and 1GiB", FormatSize(c.RingSize))

@@ -120,6 +120,10 @@ var fields = []*Field{
 		Usage:    "browser origins allowed (CORS and the WebSocket)",
 		Commands: APIServer | Mini, ptr: func(c *Config) any { return &c.AllowOrigin }},
 
+	{Key: "max_stream_clients", Flag: "max-stream-clients", Kind: Int, Group: GroupAPI,
+		Usage:    "WebSocket clients of /api/stream served at once (more get 503)",
+		Commands: APIServer | Mini, ptr: func(c *Config) any { return &c.MaxStreamClients }},
+
 	{Key: "socket", Flag: "socket", Kind: String, Group: GroupSplit,
 		Usage:    "Unix socket between the capturer and the API server",
 		Commands: Capturer | APIServer | Mini, ptr: func(c *Config) any { return &c.Socket }},

@@ -9,7 +9,7 @@ import (
 
 // Hub defaults.
 const (
-	DefaultMaxSubscribers = 64
+	DefaultMaxSubscribers = 256
 	DefaultBuffer         = 256
 	// MaxBuffer bounds a subscription's buffer whatever Subscribe is asked.
 	MaxBuffer = 8192
@@ -52,7 +52,8 @@ type Subscription struct {
 	ready chan struct{}
 
 	mu      sync.Mutex
-	buf     []record.Flow // ring of cap(buf) entries
+	buf     []record.Flow // ring of len(buf) entries, grown up to max
+	max     int
 	head, n int
 	lost    uint64 // dropped since the last Take
 	sent    uint64 // handed out by Take, cumulative
@@ -70,10 +71,9 @@ func (h *Hub) Subscribe(match func(*record.Flow) bool, buffer int) (*Subscriptio
 		buffer = DefaultBuffer
 	}
 	buffer = min(buffer, MaxBuffer)
-	s := &Subscription{hub: h, match: match, ready: make(chan struct{}, 1)}
-	if match != nil {
-		s.buf = make([]record.Flow, buffer)
-	}
+	// The ring starts small and grows (to buffer) only for a client that
+	// falls behind: one that keeps up costs a few records, not buffer.
+	s := &Subscription{hub: h, match: match, ready: make(chan struct{}, 1), max: buffer}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	limit := h.MaxSubscribers
@@ -85,6 +85,16 @@ func (h *Hub) Subscribe(match func(*record.Flow) bool, buffer int) (*Subscriptio
 	}
 	h.subs[s] = struct{}{}
 	return s, nil
+}
+
+// grow doubles the ring (from 8, up to max), keeping the queued order.
+func (s *Subscription) grow() {
+	n := min(max(2*len(s.buf), 8), s.max)
+	buf := make([]record.Flow, n)
+	for i := range s.n {
+		buf[i] = s.buf[(s.head+i)%len(s.buf)]
+	}
+	s.buf, s.head = buf, 0
 }
 
 // Publish queues each flow for every subscription whose match accepts it.
@@ -111,12 +121,15 @@ func (s *Subscription) push(flows []record.Flow) {
 		s.mu.Unlock()
 		return
 	}
-	size := len(s.buf)
 	for i := range flows {
 		f := &flows[i]
 		if !s.match(f) {
 			continue
 		}
+		if s.n == len(s.buf) && len(s.buf) < s.max {
+			s.grow()
+		}
+		size := len(s.buf)
 		if s.n == size {
 			// Full: drop the oldest. The newest record of a flow carries
 			// its cumulative counters, so it is the one worth keeping.
@@ -156,6 +169,9 @@ func (s *Subscription) Take(dst []record.Flow) ([]record.Flow, uint64) {
 	}
 	s.sent += uint64(s.n)
 	s.head, s.n = 0, 0
+	if len(s.buf) > 64 {
+		s.buf = nil // a burst is over: give its ring back
+	}
 	lost := s.lost
 	s.lost = 0
 	return dst, lost

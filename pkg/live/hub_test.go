@@ -169,3 +169,32 @@ func TestHub_slowSubscriber(t *testing.T) {
 		t.Errorf("slow take: lost %d first %s, want %d and the newest 8", lost, got[0].ID, n-8)
 	}
 }
+
+// The ring grows only as far as a subscriber falls behind, keeps order
+// across growth, and is given back after a burst.
+func TestHub_ringGrows(t *testing.T) {
+	h := NewHub()
+	s, err := h.Subscribe(func(*record.Flow) bool { return true }, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			h.Publish([]record.Flow{flow(fmt.Sprint(i), "tcp", "", 1, 1, 0, 0)})
+		}
+	}
+	publish(0, 3)
+	if len(s.buf) != 8 {
+		t.Errorf("ring of %d for 3 queued updates, want 8", len(s.buf))
+	}
+	got, _ := s.Take(nil)
+	publish(3, 153) // past the bound of 100: the 50 oldest are dropped
+	got, lost := s.Take(got[:0])
+	if len(got) != 100 || got[0].ID != "53" || got[99].ID != "152" || lost != 50 {
+		t.Errorf("got %d updates %s..%s, lost %d; want 53..152, lost 50", len(got), got[0].ID, got[len(got)-1].ID, lost)
+	}
+	if s.buf != nil {
+		t.Errorf("the burst's ring (%d) was kept", len(s.buf))
+	}
+}
