@@ -11,10 +11,10 @@ BIN     := bin
 
 # Debian packages the tests use (real oracles and real traffic).
 TEST_PKGS := tshark tcpdump tcpreplay iperf3 iproute2 iputils-ping ethtool \
-             dnsmasq-base dnsutils libcap2-bin curl python3 gcc libc6-dev
+             dnsmasq-base dnsutils libcap2-bin curl python3 gcc libc6-dev wrk
 FUZZTIME ?= 30s
 
-.PHONY: all build run test test-deps bench fuzz lint check-deps tidy help clean
+.PHONY: all build run test test-deps bench fuzz lint check-deps tidy help clean e2e docker-test
 
 # make run: capture on the default interface, history in SQLite, API on :3000.
 RUN_DIR ?= /tmp/lightshark-run
@@ -26,11 +26,13 @@ all: build
 help:
 	@echo "build       static binaries into $(BIN)/ (CGO_ENABLED=0)"
 	@echo "run         build, then capture on the default interface into SQLite and serve the API on :$(PORT) (root)"
-	@echo "test        install test tools when missing (Debian), then go test -race ./..."
+	@echo "test        install test tools when missing (Debian), go test -race ./... (e2e included), then docker-test"
+	@echo "e2e         system tests: the real binaries in network namespaces, real traffic, faults (root)"
 	@echo "bench       benchmarks side by side with tcpdump/tshark (see README)"
 	@echo "fuzz        each fuzz target for FUZZTIME (default $(FUZZTIME))"
 	@echo "lint        gofmt and go vet"
 	@echo "check-deps  the capturer links no SQLite/HTTP, the API server no gopacket"
+	@echo "docker-test the image and the deployments of deploy/ in real containers, in a private dockerd (root)"
 
 build:
 	@mkdir -p $(BIN)
@@ -58,8 +60,16 @@ test-deps:
 	fi
 	$(GO) mod download
 
+# Everything: unit, component and system tests (e2e/, in network
+# namespaces), then the deployments in real containers (docker-test).
 test: test-deps lint check-deps build
 	$(GO) test -race -count=1 -timeout 25m ./...
+	$(MAKE) docker-test
+
+# The system tests (e2e/): they build the binaries themselves and skip,
+# with the reason, unless run as root with the tools of TEST_PKGS.
+e2e:
+	$(GO) test -count=1 -timeout 12m ./e2e/...
 
 bench: test-deps build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/decode ./pkg/flow ./pkg/capture ./ipc
@@ -87,6 +97,12 @@ check-deps:
 	@bad=$$($(GO) list -deps ./cmd/apiserver | grep -E 'gopacket|/pkg/(capture|decode|flow|capfilter)$$' || true); \
 	if [ -n "$$bad" ]; then echo "apiserver links: $$bad"; exit 1; fi
 	@echo "check-deps: ok"
+
+# The Dockerfile, the Docker Compose deployments and the Kubernetes manifests
+# (deploy/README.md), checked for real: installs Docker when missing, starts
+# its own dockerd under a temporary directory and removes it at the end.
+docker-test:
+	GO=$(GO) bash deploy/test/docker-test.sh
 
 tidy:
 	$(GO) mod tidy

@@ -171,6 +171,9 @@ func (s *Server) runStream(ws *websocket.Conn, sub *live.Subscription) {
 				err = send(flowMessage{Type: "flow", Flow: &flows[i]})
 			}
 			clear(flows) // release the records' strings
+			if cap(flows) > 64 {
+				flows = nil // a burst is over: do not keep its room per client
+			}
 		}
 		if err != nil {
 			return
