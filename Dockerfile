@@ -5,7 +5,7 @@
 #
 #   docker build -t lightshark-mini .
 #
-# The same image serves the three deployments of deploy/README.md: the
+# The same image serves the three deployments of HOW_TO_USE.md § Deployments: the
 # default entrypoint is the all-in-one lightshark-mini; the sidecar
 # containers override it with lightshark-capturer or lightshark-apiserver.
 # There is no HEALTHCHECK: orchestrators probe GET /api/health.
@@ -39,9 +39,9 @@ ARG VERSION=dev
 ARG COMMIT=unknown
 LABEL org.opencontainers.image.title="lightshark-mini" \
       org.opencontainers.image.description="Network traffic analyzer sidecar: exact bidirectional flows, SQLite history, REST API, Prometheus metrics" \
-      org.opencontainers.image.licenses="BSD-3-Clause" \
+      org.opencontainers.image.licenses="NOASSERTION" \
       org.opencontainers.image.source="https://github.com/lightshark-dev/lightshark-mini" \
-      org.opencontainers.image.documentation="https://github.com/lightshark-dev/lightshark-mini/blob/main/deploy/README.md" \
+      org.opencontainers.image.documentation="https://github.com/lightshark-dev/lightshark-mini/blob/main/HOW_TO_USE.md#deployments" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${COMMIT}"
 # /out holds the binaries and the socket and database directories, which
