@@ -550,3 +550,49 @@ func TestFileCapability(t *testing.T) {
 		t.Errorf("after SIGTERM: %v", err)
 	}
 }
+
+// A second SIGINT exits at once (130), and the kernel takes the children
+// with it (they get SIGKILL when their parent dies).
+func TestSecondSignal(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	api := ln.Addr().String()
+	ln.Close()
+	// The capturer waits for an API server that is not there, so a
+	// first signal alone would take it seconds to give up its last batch.
+	cmd := mini("-i", "lo", "--listen", api, "--db-path", filepath.Join(dir, "traffic.db"),
+		"--socket", filepath.Join(dir, "run", "ipc.sock"))
+	logs := &testenv.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	}()
+	capPID := child(t, cmd.Process.Pid, "lightshark-capt")
+	apiPID := child(t, cmd.Process.Pid, "lightshark-apis")
+	waitFor(t, 10*time.Second, "the capture to start", func() bool { return strings.Contains(logs.String(), "capture started") })
+	syscall.Kill(apiPID, syscall.SIGSTOP) // the capturer's last batch will wait for it
+	defer syscall.Kill(apiPID, syscall.SIGCONT)
+	start := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	time.Sleep(200 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	err := waitExit(cmd, 2*time.Second)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("after two SIGINTs: %v, want exit 130 at once", err)
+	}
+	t.Logf("exited %v after the first signal", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 5*time.Second, "the children to die with it", func() bool {
+		return syscall.Kill(capPID, 0) != nil && syscall.Kill(apiPID, 0) != nil
+	})
+}
