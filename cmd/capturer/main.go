@@ -112,6 +112,13 @@ func (o *options) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit sized to what the capturer holds: the flow table
+		// (about 150 bytes a flow), the IPC resend buffer (4 MiB) and
+		// working room. The GC works harder near it instead of letting
+		// the heap double; GOMEMLIMIT overrides it.
+		debug.SetMemoryLimit(softMemoryLimit(cfg.MaxFlows))
+	}
 	spec, err := capfilter.FromConfig(cfg)
 	if err != nil {
 		return err
@@ -302,4 +309,10 @@ func writeStats(w io.Writer, s record.CaptureStats) error {
 	return enc.Encode(struct {
 		Stats record.CaptureStats `json:"stats"`
 	}{s})
+}
+
+// softMemoryLimit is the capturer's default Go memory limit for a table of
+// maxFlows flows.
+func softMemoryLimit(maxFlows int) int64 {
+	return 8<<20 + int64(maxFlows)*256
 }
