@@ -123,11 +123,11 @@ func offlineStats(t *testing.T, file string) record.CaptureStats {
 }
 
 // allowedPeerRSSBound is how much an allowed peer sending one frame of the
-// maximum size (16 MiB) may make the API server grow: ipc/PROTOCOL.md puts
-// the worst case of a connection at about 50 MiB of heap, and the
+// maximum size (2 MiB) may make the API server grow: ipc/PROTOCOL.md puts
+// the worst case of a connection at about 11 MiB of heap, and the
 // collector (GOGC=50) lets the heap reach 1.5 times what is live. Measured
-// here: 34 to 54 MiB for the one frame.
-const allowedPeerRSSBound = 80 << 20
+// here: about 5 MiB for the one frame.
+const allowedPeerRSSBound = 16 << 20
 
 // TestIPCHostile connects to the API server's Unix socket as an allowed
 // uid (the capturer's) and as a local user that shares the socket's group
@@ -221,7 +221,7 @@ func TestIPCHostile(t *testing.T) {
 		float64(rss0)/(1<<20), float64(strangerPeak)/(1<<20), float64(peak)/(1<<20))
 	// A disallowed peer is refused before a byte is read. An allowed one
 	// may make the server hold a frame of the maximum size per connection
-	// (ipc/PROTOCOL.md puts the worst case at about 50 MiB a connection);
+	// (ipc/PROTOCOL.md puts the worst case at about 11 MiB a connection);
 	// here one connection sends one such frame.
 	if strangerPeak-rss0 > 4<<20 {
 		t.Errorf("the disallowed peer made the API server grow by %d bytes", strangerPeak-rss0)

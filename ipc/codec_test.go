@@ -460,19 +460,21 @@ func TestDecoder_SteadyStateAllocations(t *testing.T) {
 // build allocate at most a small multiple of their size plus the
 // records' fixed size (PROTOCOL.md, Limits).
 func TestDecoder_MemoryBoundedByFrame(t *testing.T) {
-	// 65536 minimal flows: the most records per byte.
-	minimal := []byte{0x92, byte(ipc.TypeBatch), 0x82, 0xa3, 's', 'e', 'q', 0x01, 0xa5, 'f', 'l', 'o', 'w', 's', 0xdc, 0xff, 0xff}
-	for range 65535 {
+	// MaxRecords minimal flows: the most records per byte.
+	minimal := []byte{0x92, byte(ipc.TypeBatch), 0x82, 0xa3, 's', 'e', 'q', 0x01, 0xa5, 'f', 'l', 'o', 'w', 's', 0xdc,
+		byte(ipc.DefaultMaxRecords >> 8), byte(ipc.DefaultMaxRecords & 0xff)}
+	for range ipc.DefaultMaxRecords {
 		minimal = append(minimal, 0x81, 0xa2, 'i', 'd', 0xa1, 'x')
 	}
-	// 3000 samples, each repeating one field 200 times with distinct
-	// 16-byte strings: the most strings per byte, defeating the interning.
+	// 380 samples (a frame just under MaxFrame), each repeating one field
+	// 200 times with distinct 16-byte strings: the most strings per byte,
+	// defeating the interning.
 	var strs []byte
 	strs = append(strs, 0x92, byte(ipc.TypeBatch), 0x82, 0xa3, 's', 'e', 'q', 0x01, 0xa7)
 	strs = append(strs, "samples"...)
-	strs = append(strs, 0xdc, 0x0b, 0xb8) // 3000
+	strs = append(strs, 0xdc, 0x01, 0x7c) // 380
 	n := 0
-	for range 3000 {
+	for range 380 {
 		strs = append(strs, 0xde, 0x00, 200)
 		for range 200 {
 			strs = append(strs, 0xa7)
@@ -481,12 +483,18 @@ func TestDecoder_MemoryBoundedByFrame(t *testing.T) {
 			n++
 		}
 	}
-	for name, body := range map[string][]byte{"65536 minimal flows": minimal, "600k distinct strings": strs} {
+	if len(strs) > ipc.DefaultMaxFrame || len(minimal) > ipc.DefaultMaxFrame {
+		t.Fatalf("frames of %d and %d bytes exceed MaxFrame", len(minimal), len(strs))
+	}
+	for name, body := range map[string][]byte{"MaxRecords minimal flows": minimal, "76k distinct strings": strs} {
 		t.Run(name, func(t *testing.T) {
 			d := ipc.NewDecoder(ipc.Limits{})
 			var err error
 			alloc := heapAllocated(func() { _, err = d.Decode(body) })
-			records := 65536
+			if err != nil {
+				t.Fatalf("a frame within the limits was refused: %v", err)
+			}
+			records := ipc.DefaultMaxRecords
 			bound := uint64(3*len(body) + records*300 + 2<<20)
 			t.Logf("frame %d bytes, allocated %d bytes (err %v); bound %d", len(body), alloc, err, bound)
 			if alloc > bound {

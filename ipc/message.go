@@ -190,10 +190,10 @@ const (
 // the defaults, which every conforming writer stays within (the Client
 // splits larger batches).
 type Limits struct {
-	// MaxFrame is the largest frame body in bytes (default 16 MiB).
+	// MaxFrame is the largest frame body in bytes (default 2 MiB).
 	MaxFrame int
 	// MaxRecords is the largest number of flows, ended flows and samples
-	// together in one batch (default 65536).
+	// together in one batch (default 16384).
 	MaxRecords int
 	// MaxString is the longest string in bytes (default 4096).
 	MaxString int
@@ -204,8 +204,8 @@ type Limits struct {
 
 // Default limits; see Limits.
 const (
-	DefaultMaxFrame   = 16 << 20
-	DefaultMaxRecords = 65536
+	DefaultMaxFrame   = 2 << 20
+	DefaultMaxRecords = 16384
 	DefaultMaxString  = 4096
 	DefaultMaxMapLen  = 256
 	// maxDepth bounds the nesting of unknown values a reader skips.
