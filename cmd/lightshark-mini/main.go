@@ -115,6 +115,9 @@ func supervise(ctx context.Context, cfg *config.Config, read string, stderr io.W
 		api.Env = append(api.Env, "LIGHTSHARK_API_TOKEN="+token)
 	}
 	sockDir := filepath.Dir(cfg.Socket)
+	if err := ownSocketDir(sockDir, filepath.Base(cfg.Socket)); err != nil {
+		return err
+	}
 	if split {
 		api.Cred = &syscall.Credential{Uid: uint32(apiUID), Gid: uint32(apiGID), NoSetGroups: false}
 		// The capturer joins the API server's group to reach the socket
@@ -146,8 +149,12 @@ func supervise(ctx context.Context, cfg *config.Config, read string, stderr io.W
 				"(setcap cap_net_raw+ep lightshark-capturer, or --cap-add NET_RAW with user 0 in a container); " +
 				"to import a capture file use --read FILE")
 		}
-		log.Warn("not root: both processes run as this user (uid "+strconv.Itoa(os.Getuid())+"); the API server is not separated from the capture privilege",
-			"uid", os.Getuid())
+		if read == "" {
+			log.Warn("not root: both processes run as this user; the API server is not separated from the capture privilege",
+				"uid", os.Getuid())
+		} else {
+			log.Info("not root: both processes run as this user", "uid", os.Getuid())
+		}
 	}
 
 	s := &supervisor.Supervisor{
@@ -223,6 +230,26 @@ func ifaceName(cfg *config.Config) string {
 		return "(default route's)"
 	}
 	return cfg.Interface
+}
+
+// ownSocketDir refuses a socket directory that holds anything but the
+// socket: lightshark-mini sets its owner and mode, which must never happen
+// to a shared directory such as /run or /tmp.
+func ownSocketDir(dir, sock string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	for _, e := range ents {
+		if e.Name() != sock {
+			return fmt.Errorf("socket: %s holds other files (%s): give --socket a path in a directory of its own, "+
+				"e.g. /run/lightshark/ipc.sock, whose owner and mode lightshark-mini sets", dir, e.Name())
+		}
+	}
+	return nil
 }
 
 // prepareDBDir makes sure the API server's user can create the database

@@ -198,6 +198,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown key", []string{"-c", unknownKey}, "unknown.yaml:2: filter_prot: unknown key (did you mean filter_port?)"},
 		{"bad filter", []string{"--filter-ip", "10.0.0.300"}, `--filter-ip: "10.0.0.300"`},
 		{"bad flag", []string{"--no-such-flag"}, "unknown flag: --no-such-flag"},
+		{"shared socket directory", []string{"--listen", "127.0.0.1:0", "--socket", filepath.Join(filepath.Dir(unknownKey), "ipc.sock")}, "holds other files (unknown.yaml)"},
 		{"argument", []string{"eth0"}, "unknown command"},
 	}
 	for _, tt := range tests {
