@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -25,7 +24,6 @@ import (
 	"github.com/lightshark-dev/lightshark-mini/ipc"
 	"github.com/lightshark-dev/lightshark-mini/pkg/communityid"
 	"github.com/lightshark-dev/lightshark-mini/pkg/record"
-	"github.com/lightshark-dev/lightshark-mini/pkg/testenv"
 )
 
 // Issue 4's API server targets.
@@ -58,14 +56,8 @@ const secAPI = "API server (lightshark-apiserver: real binary, real Unix socket,
 
 func init() { sectionOrder = append(sectionOrder, secAPI) }
 
-var (
-	apiBuildOnce sync.Once
-	apiBuildPath string
-	apiBuildErr  error
-)
-
-// apiserverBin returns the lightshark-apiserver binary, built from this
-// tree into the cache directory (as make build does: static, trimmed).
+// apiserverBin returns the lightshark-apiserver binary built from this
+// tree, or LIGHTSHARK_BENCH_APISERVER.
 func apiserverBin(tb testing.TB) string {
 	tb.Helper()
 	if runtime.GOOS != "linux" {
@@ -74,29 +66,7 @@ func apiserverBin(tb testing.TB) string {
 	if p := os.Getenv("LIGHTSHARK_BENCH_APISERVER"); p != "" {
 		return p // a binary built otherwise (profiling, comparison)
 	}
-	apiBuildOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			apiBuildErr = errors.New("go not found on PATH: cannot build the API server")
-			return
-		}
-		dir, err := outDir()
-		if err != nil {
-			apiBuildErr = err
-			return
-		}
-		apiBuildPath = filepath.Join(dir, "lightshark-apiserver")
-		cmd := exec.Command(goTool, "build", "-trimpath", "-ldflags", "-s -w", "-o", apiBuildPath, "./cmd/apiserver")
-		cmd.Dir = testenv.ModuleRoot(tb)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			apiBuildErr = fmt.Errorf("go build ./cmd/apiserver: %v\n%s", err, out)
-		}
-	})
-	if apiBuildErr != nil {
-		tb.Fatal(apiBuildErr)
-	}
-	return apiBuildPath
+	return buildBin(tb, "./cmd/apiserver", "lightshark-apiserver")
 }
 
 // apiServer is a running lightshark-apiserver, its peak RSS sampled by

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -368,42 +367,54 @@ func warm(tb testing.TB, path string) {
 	}
 }
 
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
+// built holds the binaries built from this tree, by package.
+var built sync.Map // "./cmd/…" → *builtBin
 
-// capturerBin returns the lightshark-capturer binary, built from this tree
-// into the cache directory (as make build does: static, trimmed).
+type builtBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildBin returns the binary of the package pkg ("./cmd/capturer"),
+// built once from this tree into the cache directory as name (as make
+// build does: static, trimmed).
+func buildBin(tb testing.TB, pkg, name string) string {
+	tb.Helper()
+	v, _ := built.LoadOrStore(pkg, new(builtBin))
+	b := v.(*builtBin)
+	b.once.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			b.err = fmt.Errorf("go not found on PATH: cannot build %s", pkg)
+			return
+		}
+		dir, err := outDir()
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, name)
+		cmd := exec.Command(goTool, "build", "-trimpath", "-ldflags", "-s -w", "-o", b.path, pkg)
+		cmd.Dir = testenv.ModuleRoot(tb)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	})
+	if b.err != nil {
+		tb.Fatal(b.err)
+	}
+	return b.path
+}
+
+// capturerBin returns the lightshark-capturer binary built from this tree.
 func capturerBin(tb testing.TB) string {
 	tb.Helper()
 	if runtime.GOOS != "linux" {
 		tb.Skipf("needs Linux (/proc, AF_PACKET), not %s", runtime.GOOS)
 	}
-	buildOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			buildErr = errors.New("go not found on PATH: cannot build the capturer")
-			return
-		}
-		dir, err := outDir()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "lightshark-capturer")
-		cmd := exec.Command(goTool, "build", "-trimpath", "-ldflags", "-s -w", "-o", buildPath, "./cmd/capturer")
-		cmd.Dir = testenv.ModuleRoot(tb)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/capturer: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
-	}
-	return buildPath
+	return buildBin(tb, "./cmd/capturer", "lightshark-capturer")
 }
 
 // proc is a started command whose peak resident memory is sampled from
