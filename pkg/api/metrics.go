@@ -28,15 +28,17 @@ func (s *Server) newRegistry() *metrics.Registry {
 	}
 	traffic := []string{"proto", "direction"}
 
+	// The traffic totals are the store's, kept in each batch's
+	// transaction (store.DB.Traffic): exact whatever the live view holds.
 	r.Collect("lightshark_traffic_packets_total",
-		"Packets of flows, both flow directions, by protocol and flow direction (inbound, outbound, internal, unknown), from the flow records.",
+		"Packets of the flows in the history, both flow directions, by protocol and flow direction (inbound, outbound, internal, unknown): each flow record counted once, when its batch is committed.",
 		metrics.CounterType, traffic, func(emit func(float64, ...string)) {
 			for _, t := range snap().Traffic {
 				emit(float64(t.Packets), t.Proto, t.Direction)
 			}
 		})
 	r.Collect("lightshark_traffic_bytes_total",
-		"Bytes on the wire of flows, both flow directions, by protocol and flow direction, from the flow records.",
+		"Bytes on the wire of the flows in the history, both flow directions, by protocol and flow direction: each flow record counted once, when its batch is committed.",
 		metrics.CounterType, traffic, func(emit func(float64, ...string)) {
 			for _, t := range snap().Traffic {
 				emit(float64(t.Bytes), t.Proto, t.Direction)
@@ -73,8 +75,10 @@ func (s *Server) newRegistry() *metrics.Registry {
 	gauge("lightshark_capturers_connected", "Capturer instances connected.",
 		func(l *live.Snapshot) float64 { return float64(l.Health.CapturersConnected) })
 
-	gauge("lightshark_active_flows", "Active flows in the API server's live view.",
+	gauge("lightshark_active_flows", "Active flows: those in the connected capturers' flow tables (with none connected, those the live view still holds).",
 		func(l *live.Snapshot) float64 { return float64(l.ActiveFlows) })
+	gauge("lightshark_live_view_flows", "Active flows held by the API server's live view (at most its maximum; /api/live and the stream draw on it).",
+		func(l *live.Snapshot) float64 { return float64(l.ViewFlows) })
 	counter("lightshark_live_flow_evictions_total", "Active flows the live view evicted because it held its maximum.",
 		func(l *live.Snapshot) uint64 { return l.FlowEvictions })
 	counter("lightshark_live_stale_flows_total", "Active flows the live view dropped after no update for a long time.",

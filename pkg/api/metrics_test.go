@@ -62,10 +62,15 @@ func scrape(t testing.TB, f *fixture) (map[string]float64, map[string]string) {
 func TestServer_metrics(t *testing.T) {
 	f := newFedFixture(t, nil)
 	dialStream(t, f, "?flows=1")
+	// The store's traffic totals, as the ingest copies them into the
+	// live view: liveFlows' two tcp flows (70 + 190 packets, 53000 +
+	// 19000 bytes) and one udp (4, 450), all outbound.
+	f.live.SetTraffic(1, []live.TrafficCount{
+		{TrafficKey: live.TrafficKey{Proto: "tcp", Direction: "outbound"}, Packets: 260, Bytes: 72000},
+		{TrafficKey: live.TrafficKey{Proto: "udp", Direction: "outbound"}, Packets: 4, Bytes: 450},
+	})
 	got, types := scrape(t, f)
 	want := map[string]float64{
-		// liveFlows: two tcp flows (70 + 190 packets, 53000 + 19000
-		// bytes) and one udp (4, 450), all outbound.
 		"lightshark_traffic_packets_total{direction=outbound,proto=tcp}": 260,
 		"lightshark_traffic_bytes_total{direction=outbound,proto=tcp}":   72000,
 		"lightshark_traffic_packets_total{direction=outbound,proto=udp}": 4,

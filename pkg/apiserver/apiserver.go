@@ -91,6 +91,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.live.Hub.MaxSubscribers = cfg.MaxStreamClients
 	}
 	in := &ingest.Ingest{Store: db, Live: s.live, Logger: cfg.Logger.With("component", "ingest")}
+	in.PublishTraffic() // the stored totals, before any capturer connects
 	uids := append([]int{os.Getuid()}, cfg.CapturerUIDs...)
 	s.ipc = &ipc.Server{Path: cfg.Socket, Mode: cfg.SocketMode, AllowedUIDs: uids, Handler: in,
 		Logger: cfg.Logger}

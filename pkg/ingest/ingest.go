@@ -15,6 +15,12 @@
 // waiting); a batch is applied to the live view once whichever connection
 // brings it. So nothing acknowledged is lost, and nothing is acknowledged
 // before it is committed.
+//
+// The traffic totals (/metrics' lightshark_traffic_*_total) are the
+// store's, kept in each batch's transaction (store.DB.Traffic); the ingest
+// copies them into the live view after every commit and when a capturer
+// connects (PublishTraffic), so they count every committed flow record
+// once, whatever the live view holds, and survive restarts.
 package ingest
 
 import (
@@ -135,6 +141,7 @@ func (in *Ingest) Apply(ctx context.Context, peer ipc.Peer, b *ipc.Batch) error 
 			}
 			in.applied.Add(1)
 			in.applyLive(h.InstanceID, b, at)
+			in.PublishTraffic()
 			return nil
 		}
 		if ctx.Err() != nil || errors.Is(err, store.ErrInvalid) {
@@ -215,8 +222,26 @@ func (in *Ingest) LastSeq(ctx context.Context, instanceID string) (uint64, error
 	return in.Store.LastSeq(ctx, instanceID)
 }
 
-// Connected marks the capturer connected in the live view.
-func (in *Ingest) Connected(p ipc.Peer) { in.Live.SetCapturerConnected(p.Hello.InstanceID, true) }
+// PublishTraffic copies the store's traffic totals into the live view. Apply
+// calls it after each commit and Connected when a capturer connects; the
+// API server may call it once at start, so that /metrics has the totals
+// before the first capturer connects.
+func (in *Ingest) PublishTraffic() {
+	counts, version := in.Store.Traffic()
+	t := make([]live.TrafficCount, len(counts))
+	for i, c := range counts {
+		t[i] = live.TrafficCount{TrafficKey: live.TrafficKey{Proto: c.Proto, Direction: c.Direction},
+			Packets: c.Packets, Bytes: c.Bytes}
+	}
+	in.Live.SetTraffic(version, t)
+}
+
+// Connected marks the capturer connected in the live view, and publishes
+// the traffic totals.
+func (in *Ingest) Connected(p ipc.Peer) {
+	in.Live.SetCapturerConnected(p.Hello.InstanceID, true)
+	in.PublishTraffic()
+}
 
 // Disconnected marks it disconnected.
 func (in *Ingest) Disconnected(p ipc.Peer) { in.Live.SetCapturerConnected(p.Hello.InstanceID, false) }

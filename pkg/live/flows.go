@@ -44,7 +44,7 @@ func (l *flowList) remove(e *flowEntry) {
 	e.prev, e.next = nil, nil
 }
 
-// upsert stores an updated active flow and counts its new traffic.
+// upsert stores an updated active flow.
 func (s *State) upsert(f *record.Flow, at time.Time) {
 	if f.ID == "" {
 		return
@@ -52,35 +52,32 @@ func (s *State) upsert(f *record.Flow, at time.Time) {
 	e := s.flows[f.ID]
 	if e == nil {
 		if limit := max(s.MaxFlows, 1); len(s.flows) >= limit {
-			old := s.lru.head
-			s.lru.remove(old)
-			delete(s.flows, old.f.ID)
+			// Evict the least recently updated flow and reuse its
+			// entry: at ingest rates a new entry per record is most
+			// of the live view's garbage.
+			e = s.lru.head
+			s.lru.remove(e)
+			delete(s.flows, e.f.ID)
 			s.evictions++
+		} else {
+			e = &flowEntry{}
 		}
-		e = &flowEntry{}
 		s.flows[f.ID] = e
 	} else {
 		s.lru.remove(e)
 	}
-	s.count(&e.f, f)
 	e.f = *f
 	e.updated = at
 	s.lru.pushBack(e)
 }
 
-// end removes an active flow on its final record and counts its new
-// traffic.
+// end removes an active flow on its final record.
 func (s *State) end(f *record.Flow) {
 	s.ended++
-	e := s.flows[f.ID]
-	if e == nil {
-		// Began and ended within one interval, or evicted from the view.
-		s.count(&record.Flow{}, f)
-		return
+	if e := s.flows[f.ID]; e != nil {
+		s.lru.remove(e)
+		delete(s.flows, f.ID)
 	}
-	s.count(&e.f, f)
-	s.lru.remove(e)
-	delete(s.flows, f.ID)
 }
 
 // pruneStale removes flows without an update since at-StaleAfter.
@@ -94,38 +91,4 @@ func (s *State) pruneStale(at time.Time) {
 		delete(s.flows, e.f.ID)
 		s.stale++
 	}
-}
-
-// count adds what the flow's cumulative counters grew by since prev (the
-// zero Flow for a flow not seen before) to its protocol and direction.
-func (s *State) count(prev, cur *record.Flow) {
-	p := delta(prev.PacketsSent, cur.PacketsSent) + delta(prev.PacketsReceived, cur.PacketsReceived)
-	b := delta(prev.BytesSent, cur.BytesSent) + delta(prev.BytesReceived, cur.BytesReceived)
-	if p == 0 && b == 0 {
-		return
-	}
-	k := TrafficKey{Proto: cur.Proto, Direction: cur.Direction}
-	switch k.Direction {
-	case record.DirInbound, record.DirOutbound, record.DirInternal:
-	default:
-		k.Direction = "unknown"
-	}
-	if k.Proto == "" {
-		k.Proto = record.ProtoName(cur.ProtoNum)
-	}
-	t := s.traffic[k]
-	if t == nil {
-		if len(s.traffic) >= maxTrafficKeys {
-			// A capturer naming protocols beyond reason: keep the label
-			// set bounded.
-			k = TrafficKey{Proto: "other", Direction: k.Direction}
-			t = s.traffic[k]
-		}
-		if t == nil {
-			t = &TrafficCount{TrafficKey: k}
-			s.traffic[k] = t
-		}
-	}
-	t.Packets += p
-	t.Bytes += b
 }

@@ -1,8 +1,9 @@
 // Package live holds the API server's in-memory view of what is happening
 // now: the active flows, the latest capture statistics of each capturer,
 // current rates over a sliding window, a bounded ring of recent packet
-// samples, traffic totals by protocol and direction, the inputs of the
-// health check, and a Hub that fans flow updates out to WebSocket clients.
+// samples, the traffic totals by protocol and direction (a copy of the
+// store's, see SetTraffic), the inputs of the health check, and a Hub that
+// fans flow updates out to WebSocket clients.
 //
 // Ingest feeds it with State.Apply after each batch is committed to the
 // store; the HTTP handlers read it. Every structure is bounded.
@@ -26,11 +27,15 @@ import (
 
 // Defaults of the State's settings.
 const (
-	// DefaultMaxFlows is 4096 active flows (about 400 bytes each with
-	// their strings: 1.6 MiB), the most recently updated: /api/live shows
+	// DefaultMaxFlows is 2048 active flows (about 400 bytes each with
+	// their strings: 0.8 MiB), the most recently updated: /api/live shows
 	// the top 50 of them. 16384 cost 6 MiB of the API server's heap, and
-	// the GC time to scan it, for a 16 MiB budget.
-	DefaultMaxFlows     = 4096
+	// the GC time to scan it, for a 16 MiB budget; with 4096 the heap an
+	// ingest of 10,000-record batches keeps live reached the GC's goal
+	// under GOMEMLIMIT=12MiB, so the GC ran without pause (400 cycles/s,
+	// half the CPU of a 2-core host): 45k flow records/s, against 68k
+	// with 2048 (bench.BenchmarkAPIIngest).
+	DefaultMaxFlows     = 2048
 	DefaultStaleAfter   = 15 * time.Minute
 	DefaultRateWindow   = 10 * time.Second
 	DefaultHistorySize  = 1024
@@ -39,13 +44,13 @@ const (
 	DefaultDropWindow   = time.Minute
 
 	// maxRatePoints bounds the sliding window's points whatever the batch
-	// rate; maxTrafficKeys bounds the proto/direction pairs (a capturer
-	// sends names or numbers, so 256 protocols × 4 directions fit).
+	// rate; maxTrafficKeys bounds the proto/direction pairs SetTraffic
+	// keeps (the store has at most 256 protocols × 4 directions).
 	maxRatePoints = 4096
 	// applyChunk is the records Apply handles per hold of the lock.
 	applyChunk     = 256
 	maxDropEvents  = 1024
-	maxTrafficKeys = 1100
+	maxTrafficKeys = 1024
 	maxErrReasons  = 256
 )
 
@@ -120,7 +125,10 @@ type State struct {
 	rateP, rateB uint64
 	drops        []dropEvent
 
-	traffic map[TrafficKey]*TrafficCount
+	// traffic is the latest copy of the store's totals, sorted, and the
+	// version it had (SetTraffic).
+	traffic        []TrafficCount
+	trafficVersion uint64
 
 	batches    uint64
 	lastBatch  time.Time
@@ -176,7 +184,6 @@ func New() *State {
 		Hub:          NewHub(),
 		flows:        make(map[string]*flowEntry),
 		capturers:    make(map[string]*capturer),
-		traffic:      make(map[TrafficKey]*TrafficCount),
 	}
 }
 
@@ -482,7 +489,9 @@ type Stats struct {
 	// included).
 	TotalPackets uint64
 	TotalBytes   uint64
-	// ActiveFlows is the number of active flows held.
+	// ActiveFlows is the number of active flows: those in the flow tables
+	// of the connected capturers (exact, from their statistics), or, with
+	// no capturer connected, those the live view still holds.
 	ActiveFlows int
 	// PacketsPerSecond and BytesPerSecond are current rates over
 	// RateWindow.
@@ -510,9 +519,19 @@ func (s *State) stats(now time.Time) Stats {
 		Uptime:       max(now.Sub(s.Started), 0),
 		LastBatch:    s.lastBatch,
 	}
+	connected := false
+	active := 0
 	for _, c := range s.capturers {
 		st.TotalPackets += c.stats.Packets
 		st.TotalBytes += c.stats.Bytes
+		if c.connected() {
+			connected = true
+			active += int(c.stats.ActiveFlows)
+		}
+	}
+	if connected {
+		// The view holds at most its maximum; the capturers know them all.
+		st.ActiveFlows = active
 	}
 	st.PacketsPerSecond, st.BytesPerSecond = s.rates(now)
 	return st
@@ -536,9 +555,10 @@ type TrafficKey struct {
 	Direction string
 }
 
-// TrafficCount is the traffic of one TrafficKey since the state was made,
-// both flow directions together: what the flow records' cumulative
-// counters grew by.
+// TrafficCount is the traffic of one TrafficKey, both flow directions
+// together: the sum of packets and bytes over the flow records committed
+// to the store (store.TrafficCount says exactly how), whatever the live
+// view holds.
 type TrafficCount struct {
 	TrafficKey
 	Packets uint64
@@ -555,13 +575,17 @@ type Snapshot struct {
 	Capturers []Capturer
 	// RetiredCapturers counts instances no longer tracked.
 	RetiredCapturers int
-	// Traffic is sorted by Proto, then Direction.
+	// Traffic is the store's traffic totals as of the latest SetTraffic,
+	// sorted by Proto, then Direction.
 	Traffic []TrafficCount
 	// Batches counts Apply calls.
 	Batches uint64
 	// IngestLag is the latest batch's time from ReceivedAt to Apply (its
 	// store commit, mostly).
 	IngestLag time.Duration
+	// ViewFlows is the number of active flows the view holds (at most
+	// MaxFlows; Stats.ActiveFlows counts them all).
+	ViewFlows int
 	// FlowEvictions counts active flows evicted because MaxFlows were
 	// held; StaleFlows those removed after StaleAfter without an update;
 	// EndedFlows the final records applied.
@@ -583,6 +607,7 @@ func (s *State) Snapshot() Snapshot {
 	defer s.mu.RUnlock()
 	snap := Snapshot{
 		Stats:            s.stats(now),
+		ViewFlows:        len(s.flows),
 		Capture:          s.retired,
 		RetiredCapturers: s.nRetired,
 		Batches:          s.batches,
@@ -612,13 +637,26 @@ func (s *State) Snapshot() Snapshot {
 		snap.Capturers = append(snap.Capturers, cc)
 	}
 	slices.SortFunc(snap.Capturers, func(a, b Capturer) int { return cmp.Compare(a.InstanceID, b.InstanceID) })
-	for _, t := range s.traffic {
-		snap.Traffic = append(snap.Traffic, *t)
+	snap.Traffic = slices.Clone(s.traffic)
+	return snap
+}
+
+// SetTraffic replaces the traffic totals with t, the store's totals at
+// version. A version lower than the one held is older news (two batches'
+// ingests may call in either order) and is ignored, so the totals never go
+// back. t is copied; at most maxTrafficKeys pairs are kept.
+func (s *State) SetTraffic(version uint64, t []TrafficCount) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if version < s.trafficVersion {
+		return
 	}
-	slices.SortFunc(snap.Traffic, func(a, b TrafficCount) int {
+	s.version++
+	s.trafficVersion = version
+	s.traffic = append(s.traffic[:0], t[:min(len(t), maxTrafficKeys)]...)
+	slices.SortFunc(s.traffic, func(a, b TrafficCount) int {
 		return cmp.Or(cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Direction, b.Direction))
 	})
-	return snap
 }
 
 // Health is the outcome of the health check.

@@ -89,15 +89,9 @@ func TestState_Apply(t *testing.T) {
 	if snap.Batches != 2 || snap.EndedFlows != 2 || snap.Samples != 3 {
 		t.Errorf("Batches, EndedFlows, Samples: got %d %d %d, want 2 2 3", snap.Batches, snap.EndedFlows, snap.Samples)
 	}
-	// Traffic is the growth of the flow counters, by proto and direction:
-	// a: 12+9 packets, 1200+5500 bytes; b: 3, 250; c (unknown direction): 2, 196.
-	want := []TrafficCount{
-		{TrafficKey{"icmp", "unknown"}, 2, 196},
-		{TrafficKey{"tcp", "outbound"}, 21, 6700},
-		{TrafficKey{"udp", "inbound"}, 3, 250},
-	}
-	if !slices.Equal(snap.Traffic, want) {
-		t.Errorf("Traffic: got %v, want %v", snap.Traffic, want)
+	// Traffic is the store's (SetTraffic), not counted from the batches.
+	if len(snap.Traffic) != 0 {
+		t.Errorf("Traffic: got %v, want none before SetTraffic", snap.Traffic)
 	}
 	if f, ok := s.Flow("a"); !ok || f.PacketsSent != 12 {
 		t.Errorf("Flow(a): got %+v %v, want the latest record", f, ok)
@@ -231,8 +225,8 @@ func TestState_MaxFlows(t *testing.T) {
 		}
 	}
 	snap := s.Snapshot()
-	if snap.ActiveFlows != 3 || snap.FlowEvictions != 2 {
-		t.Fatalf("got %d flows, %d evictions; want 3 and 2", snap.ActiveFlows, snap.FlowEvictions)
+	if snap.ViewFlows != 3 || snap.FlowEvictions != 2 {
+		t.Fatalf("got %d flows, %d evictions; want 3 and 2", snap.ViewFlows, snap.FlowEvictions)
 	}
 	for id, want := range map[string]bool{"0": true, "1": false, "2": false, "3": true, "4": true} {
 		if _, ok := s.Flow(id); ok != want {
@@ -439,5 +433,66 @@ func TestState_concurrent(t *testing.T) {
 		_ = s.TopFlows(10)
 		_ = s.RecentSamples(10)
 		sub.Take(nil)
+	}
+}
+
+// TestState_SetTraffic: the snapshot carries the latest totals set, sorted,
+// as a copy; older versions are ignored, so the totals never go back; the
+// number of pairs is bounded.
+func TestState_SetTraffic(t *testing.T) {
+	s := newState(newClock())
+	in := []TrafficCount{
+		{TrafficKey{"udp", "inbound"}, 3, 250},
+		{TrafficKey{"icmp", "unknown"}, 2, 196},
+		{TrafficKey{"tcp", "outbound"}, 21, 6700},
+	}
+	v0 := s.Version()
+	s.SetTraffic(2, in)
+	if s.Version() == v0 {
+		t.Errorf("Version unchanged by SetTraffic")
+	}
+	want := []TrafficCount{in[1], in[2], in[0]}
+	in[0].Packets = 99 // the state holds a copy
+	if got := s.Snapshot().Traffic; !slices.Equal(got, want) {
+		t.Errorf("Traffic: got %v, want %v", got, want)
+	}
+	s.Snapshot().Traffic[0].Packets = 99 // so does the snapshot
+	s.SetTraffic(1, []TrafficCount{{TrafficKey{"tcp", "outbound"}, 1, 1}})
+	if got := s.Snapshot().Traffic; !slices.Equal(got, want) {
+		t.Errorf("Traffic after an older version: got %v, want %v", got, want)
+	}
+	newer := []TrafficCount{{TrafficKey{"tcp", "outbound"}, 22, 6800}}
+	s.SetTraffic(3, newer)
+	if got := s.Snapshot().Traffic; !slices.Equal(got, newer) {
+		t.Errorf("Traffic after a newer version: got %v, want %v", got, newer)
+	}
+
+	many := make([]TrafficCount, 2*maxTrafficKeys)
+	for i := range many {
+		many[i] = TrafficCount{TrafficKey: TrafficKey{Proto: fmt.Sprint(i), Direction: "unknown"}, Packets: 1}
+	}
+	s.SetTraffic(4, many)
+	if got := len(s.Snapshot().Traffic); got != maxTrafficKeys {
+		t.Errorf("%d pairs kept, want %d", got, maxTrafficKeys)
+	}
+}
+
+// TestState_Apply_evictionReusesEntries: the live view holds at most
+// MaxFlows, the most recently updated, whatever the churn.
+func TestState_Apply_evictionReusesEntries(t *testing.T) {
+	c := newClock()
+	s := newState(c)
+	s.MaxFlows = 3
+	for k := range 10 {
+		s.Apply("cap", Batch{Seq: uint64(k + 1), Flows: []record.Flow{flow(fmt.Sprint(k), "tcp", "", uint64(k), 1, 0, 0)}, ReceivedAt: c.Now()})
+	}
+	for k := range 10 {
+		f, ok := s.Flow(fmt.Sprint(k))
+		if want := k >= 7; ok != want || ok && f.PacketsSent != uint64(k) {
+			t.Errorf("Flow(%d) = %+v, %v; want held %v", k, f, ok, want)
+		}
+	}
+	if snap := s.Snapshot(); snap.ViewFlows != 3 || snap.FlowEvictions != 7 {
+		t.Errorf("ViewFlows, FlowEvictions = %d, %d; want 3, 7", snap.ViewFlows, snap.FlowEvictions)
 	}
 }

@@ -52,6 +52,28 @@ func BenchmarkApplyBatch(b *testing.B) {
 	}
 }
 
+// BenchmarkApplyBatch_Large measures flow updates in the shape of the API
+// server's ingest benchmark (bench.BenchmarkAPIIngest): 10,000 records per
+// batch (1 % final, replaced by new flows) over 50,000 active flows.
+func BenchmarkApplyBatch_Large(b *testing.B) {
+	db := openTest(b, Options{Retention: -1, MaxSize: -1})
+	s := newSim(1, 50000)
+	for range 6 {
+		mustApply(b, db, s.cap, s.batch(10000, 100, 100))
+	}
+	var flows int
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		bt := s.batch(10000, 100, 0)
+		b.StartTimer()
+		mustApply(b, db, s.cap, bt)
+		flows += len(bt.Flows) + len(bt.Ended)
+	}
+	b.ReportMetric(float64(flows)/b.Elapsed().Seconds(), "flows/s")
+}
+
 // BenchmarkApplyBatch_Samples measures packet records alone (--sample-rate
 // 1): batches of 2000 samples.
 func BenchmarkApplyBatch_Samples(b *testing.B) {

@@ -30,14 +30,35 @@
 // # Batches
 //
 // One batch is one transaction: the flows, windows, samples and statistics it
-// carries and the new last seq of its capturer instance (applied_batches)
-// commit together or not at all. A batch whose seq is not greater than the
-// instance's last seq is a duplicate and changes nothing, so a batch resent
-// after a lost acknowledgement is applied exactly once, across restarts.
+// carries, what it adds to the traffic totals and the new last seq of its
+// capturer instance (applied_batches) commit together or not at all. A batch
+// whose seq is not greater than the instance's last seq is a duplicate and
+// changes nothing, so a batch resent after a lost acknowledgement is applied
+// exactly once, across restarts.
 //
 // Flow records carry cumulative counters, so applying one is an upsert by
 // flow id that overwrites the counters. A record in Batch.Ended is final: it
 // supersedes a record with the same id in Batch.Flows and sets end_reason.
+// The batch is written through the driver's own connection, a chunk of
+// records at a time: one statement reads the chunk's stored rows, then each
+// record updates its row by rid (only the columns it changes) or inserts it
+// (writer.go explains why, with measurements).
+//
+// # Traffic totals
+//
+// The traffic table (migrations/0002_traffic.sql) holds packets and bytes by
+// protocol and flow direction: what every flow record committed grew its
+// flow's counters by, over the stored row it replaced (the whole counters
+// for a new flow, or for one whose counters went down: a flow id reused by
+// another capture). ApplyBatch adds a batch's growth in its transaction, so
+// the totals equal the sum over the flows stored (plus those retention
+// deleted), count a resent batch once, never go down, and survive restarts;
+// DB.Traffic serves them from memory for /metrics. A flow that retention
+// deletes while it is still active (end_reason empty) leaves its counters in
+// flows_retired: if it sends another record, which inserts it again with its
+// whole cumulative counters, only the growth since is added. Such a row is
+// forgotten once the flow comes back, or after the capturers' retention
+// (seven days at least): a flow silent for that long is not coming back.
 //
 // # Windows
 //
@@ -86,8 +107,9 @@
 //
 // # Retention and size
 //
-// Retain deletes rows older than Options.Retention (capture time; capturers
-// and their dedup state after at least seven days without contact) and, when
+// Retain deletes rows older than Options.Retention (capture time; capturers,
+// their dedup state and retired flows' counters after at least seven days
+// without contact) and, when
 // the live pages of the file pass 85 % of its cap, the oldest rows of every
 // table until they are under 70 %. Deletes run in transactions of at most
 // 1000 rows (about 2 ms), yielding the writer connection between them, so

@@ -55,7 +55,7 @@ func (db *DB) Retain(ctx context.Context, now time.Time) (RetainResult, error) {
 	defer db.retainMu.Unlock()
 	var res RetainResult
 	if db.opts.Retention > 0 {
-		if err := db.deleteBefore(ctx, now.Add(-db.opts.Retention), deleteBatch, &res); err != nil {
+		if err := db.deleteBefore(ctx, now.Add(-db.opts.Retention), now, deleteBatch, &res); err != nil {
 			return res, wrap("retain", err)
 		}
 	}
@@ -66,13 +66,16 @@ func (db *DB) Retain(ctx context.Context, now time.Time) (RetainResult, error) {
 	}{
 		{"DELETE FROM capturers WHERE rid IN (SELECT rid FROM capturers WHERE last_seen < ? LIMIT ?)", &res.Capturers},
 		{"DELETE FROM applied_batches WHERE instance_id IN (SELECT instance_id FROM applied_batches WHERE applied_at < ? LIMIT ?)", nil},
+		// A retired flow not back after this long has ended unseen (its
+		// capturer died, or dropped its final record).
+		{"DELETE FROM flows_retired WHERE id IN (SELECT id FROM flows_retired WHERE retired_at < ? LIMIT ?)", nil},
 	} {
 		if _, err := db.deleteLoop(ctx, q.sql, capCut.UnixNano(), deleteBatch, q.n); err != nil {
 			return res, wrap("retain", err)
 		}
 	}
 	if db.highWater > 0 {
-		if err := db.enforceSize(ctx, &res); err != nil {
+		if err := db.enforceSize(ctx, now, &res); err != nil {
 			return res, wrap("retain", err)
 		}
 	}
@@ -93,8 +96,9 @@ func (db *DB) Retain(ctx context.Context, now time.Time) (RetainResult, error) {
 }
 
 // deleteBefore deletes the rows of every table older than cut (capture
-// time; capture_stats by receive time), batch rows per transaction.
-func (db *DB) deleteBefore(ctx context.Context, cut time.Time, batch int64, res *RetainResult) error {
+// time; capture_stats by receive time), batch rows per transaction. now
+// (server clock) times the flows it retires (retireFlows).
+func (db *DB) deleteBefore(ctx context.Context, cut, now time.Time, batch int64, res *RetainResult) error {
 	sec := cut.Unix()
 	for _, q := range []struct {
 		sql string
@@ -105,14 +109,80 @@ func (db *DB) deleteBefore(ctx context.Context, cut time.Time, batch int64, res 
 		// the flows' cascade then finds nothing left to delete.
 		{"DELETE FROM flow_windows WHERE (flow_rid, start) IN (SELECT flow_rid, start FROM flow_windows WHERE start < ? LIMIT ?)", sec, &res.Windows},
 		{"DELETE FROM packets WHERE rid IN (SELECT rid FROM packets WHERE ts < ? LIMIT ?)", cut.UnixMilli(), &res.Packets},
-		{"DELETE FROM flows WHERE rid IN (SELECT rid FROM flows WHERE last_seen < ? LIMIT ?)", cut.UnixNano(), &res.Flows},
 		{"DELETE FROM capture_stats WHERE (ts, capturer_id) IN (SELECT ts, capturer_id FROM capture_stats WHERE ts < ? LIMIT ?)", sec, &res.Stats},
 	} {
 		if _, err := db.deleteLoop(ctx, q.sql, q.arg, batch, q.n); err != nil {
 			return err
 		}
 	}
-	return nil
+	for {
+		n, err := db.retireFlows(ctx, cut.UnixNano(), now.UnixNano(), batch)
+		res.Flows += n
+		if err != nil || n < batch {
+			return err
+		}
+		runtime.Gosched() // a waiting ApplyBatch gets the writer first
+	}
+}
+
+// retireFlows deletes up to batch flows last seen before cut (Unix ns) in
+// one transaction, and keeps the counters of those still active in
+// flows_retired (retired_at: now, Unix ns): if such a flow sends another
+// record, ApplyBatch inserts it again with its whole cumulative counters,
+// and adds to the traffic totals only what they grew by since. It returns
+// the flows deleted.
+func (db *DB) retireFlows(ctx context.Context, cut, now, batch int64) (int64, error) {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `DELETE FROM flows WHERE rid IN (SELECT rid FROM flows WHERE last_seen < ? LIMIT ?)
+		RETURNING id, packets, bytes, end_reason = ''`, cut, batch)
+	if err != nil {
+		return 0, err
+	}
+	type retiree struct {
+		id             string
+		packets, bytes int64
+	}
+	var active []retiree
+	var n int64
+	for rows.Next() {
+		var r retiree
+		var isActive bool
+		if err := rows.Scan(&r.id, &r.packets, &r.bytes, &isActive); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		n++
+		if isActive {
+			active = append(active, r)
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return 0, err
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(active) > 0 {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO flows_retired (id, packets, bytes, retired_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET packets = excluded.packets, bytes = excluded.bytes, retired_at = excluded.retired_at`)
+		if err != nil {
+			return 0, err
+		}
+		defer st.Close()
+		for _, r := range active {
+			if _, err := st.ExecContext(ctx, r.id, r.packets, r.bytes, now); err != nil {
+				return 0, fmt.Errorf("retire flow %s: %w", r.id, err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // deleteLoop runs a DELETE of at most batch rows (query's second
@@ -150,7 +220,7 @@ func (db *DB) usage(ctx context.Context) (pages, free int64, err error) {
 // enforceSize deletes the oldest rows of every table, by capture time, while
 // the live pages are over the high-water mark, until they are under the low
 // one.
-func (db *DB) enforceSize(ctx context.Context, res *RetainResult) error {
+func (db *DB) enforceSize(ctx context.Context, now time.Time, res *RetainResult) error {
 	pages, free, err := db.usage(ctx)
 	if err != nil {
 		return err
@@ -178,7 +248,7 @@ func (db *DB) enforceSize(ctx context.Context, res *RetainResult) error {
 		f = min(max(f, 1.0/32), 1)
 		cut := oldest.Add(max(time.Duration(float64(newest.Sub(oldest))*f), time.Second))
 		// cut is after the oldest row's time: every round deletes a row.
-		if err := db.deleteBefore(ctx, cut, pressureBatch, res); err != nil {
+		if err := db.deleteBefore(ctx, cut, now, pressureBatch, res); err != nil {
 			return err
 		}
 		res.SizeCutoff = cut

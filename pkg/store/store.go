@@ -123,10 +123,12 @@ func (o Options) withDefaults() (Options, error) {
 type DB struct {
 	path   string
 	opts   Options
-	w      *sql.DB // one connection: every write
-	r      *sql.DB // read-only pool
-	stmts  writeStmts
-	window int64 // aggregation window in seconds, 0: off
+	w      *sql.DB      // one connection: every write
+	r      *sql.DB      // read-only pool
+	writer *batchWriter // the writer's statements and buffers (writer.go)
+	// traffic mirrors the traffic table (traffic.go).
+	traffic trafficTotals
+	window  int64 // aggregation window in seconds, 0: off
 	// scanBudget is the rows a filtered page reads in order before it
 	// reads the filter's matches instead (orderedScanBudget).
 	scanBudget int
@@ -166,6 +168,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		window:     int64(opts.AggregationWindow / time.Second),
 		scanBudget: orderedScanBudget,
 		pressure:   make(chan struct{}, 1),
+		writer:     newBatchWriter(),
 	}
 	if err := db.open(ctx); err != nil {
 		db.closeConns()
@@ -261,7 +264,10 @@ func (db *DB) open(ctx context.Context) error {
 	if err := setWindowTriggers(ctx, db.w, db.window); err != nil {
 		return err
 	}
-	if err := db.stmts.prepare(ctx, db.w); err != nil {
+	if err := checkBatchSQL(ctx, db.w); err != nil {
+		return err
+	}
+	if err := db.traffic.load(ctx, db); err != nil {
 		return err
 	}
 
@@ -346,7 +352,6 @@ func (db *DB) Close() error {
 
 func (db *DB) closeConns() error {
 	var errs []error
-	db.stmts.close()
 	if db.r != nil {
 		errs = append(errs, db.r.Close())
 	}
