@@ -6,11 +6,14 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lightshark-dev/lightshark-mini/pkg/record"
 )
 
 //go:embed migrations/*.sql
@@ -64,6 +67,66 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 	return ms, nil
 }
 
+// afterMigration holds the steps of a migration that SQL does badly, run in
+// its transaction after its SQL.
+var afterMigration = map[int]func(context.Context, *sql.Tx) error{
+	2: backfillTraffic,
+}
+
+// backfillTraffic starts the traffic totals (migration 2) at the sums over
+// the flows already stored. It streams the rows and sums them in a map of
+// at most 1024 labels: SQLite's GROUP BY would sort every row in memory
+// (temp_store is MEMORY), tens of MiB for a large history.
+func backfillTraffic(ctx context.Context, tx *sql.Tx) error {
+	type label struct{ proto, direction string }
+	type sums struct{ packets, bytes uint64 }
+	totals := map[label]*sums{}
+	rows, err := tx.QueryContext(ctx, "SELECT proto_num, direction, packets, bytes FROM flows")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	add := func(a, b uint64) uint64 {
+		if a+b < a {
+			return math.MaxInt64 // the flows' counters saturate too
+		}
+		return min(a+b, math.MaxInt64)
+	}
+	for rows.Next() {
+		var proto uint8
+		var dir string
+		var p, b int64
+		if err := rows.Scan(&proto, &dir, &p, &b); err != nil {
+			return err
+		}
+		switch dir {
+		case "inbound", "outbound", "internal":
+		default:
+			dir = "unknown"
+		}
+		k := label{record.ProtoName(proto), dir}
+		t := totals[k]
+		if t == nil {
+			t = new(sums)
+			totals[k] = t
+		}
+		t.packets, t.bytes = add(t.packets, uint64(max(p, 0))), add(t.bytes, uint64(max(b, 0)))
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for k, t := range totals {
+		if t.packets == 0 && t.bytes == 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO traffic (proto, direction, packets, bytes) VALUES (?, ?, ?, ?)",
+			k.proto, k.direction, int64(t.packets), int64(t.bytes)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // migrate applies the migrations not yet recorded in schema_migrations, each
 // in its own transaction with its record, so a failure leaves the schema at
 // the last whole step.
@@ -107,6 +170,11 @@ func applyMigration(ctx context.Context, w *sql.DB, m migration) error {
 	}
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return err
+	}
+	if fill := afterMigration[m.version]; fill != nil {
+		if err := fill(ctx, tx); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
 		m.version, m.name, time.Now().UnixNano()); err != nil {

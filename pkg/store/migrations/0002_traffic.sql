@@ -31,18 +31,6 @@ CREATE TABLE flows_retired (
 ) WITHOUT ROWID;
 CREATE INDEX flows_retired_at ON flows_retired (retired_at);
 
--- The totals start at the flows already stored. TOTAL (a float, exact
--- below 2^53) rather than SUM, which fails on an int64 overflow; the
--- counters saturate at 2^63-1 as the flows' do.
-INSERT INTO traffic (proto, direction, packets, bytes)
-SELECT proto, direction,
-       CASE WHEN p >= 9.2e18 THEN 9223372036854775807 ELSE CAST(p AS INTEGER) END,
-       CASE WHEN b >= 9.2e18 THEN 9223372036854775807 ELSE CAST(b AS INTEGER) END
-FROM (
-    SELECT CASE proto_num WHEN 1 THEN 'icmp' WHEN 6 THEN 'tcp' WHEN 17 THEN 'udp'
-               WHEN 58 THEN 'icmpv6' WHEN 132 THEN 'sctp' ELSE CAST(proto_num AS TEXT) END AS proto,
-           CASE WHEN direction IN ('inbound', 'outbound', 'internal') THEN direction ELSE 'unknown' END AS direction,
-           TOTAL(packets) AS p, TOTAL(bytes) AS b
-    FROM flows GROUP BY 1, 2
-)
-WHERE p > 0 OR b > 0;
+-- The totals start at the flows already stored: backfillTraffic
+-- (migrate.go) sums them in the same transaction, streaming the rows (a
+-- GROUP BY here sorted every flow in memory: 67 MiB for a million rows).
