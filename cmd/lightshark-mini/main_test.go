@@ -349,6 +349,25 @@ func TestLive(t *testing.T) {
 	}
 }
 
+// sharedTempDir is a temporary directory the children's unprivileged
+// users may write in and reach.
+func sharedTempDir(t *testing.T) string {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	return dir
+}
+
+// freeAddr is a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // checkStatus asserts a process's uid and effective, permitted and ambient
 // capability sets.
 func checkStatus(t *testing.T, name string, pid int, uid, caps string) {
@@ -444,12 +463,8 @@ func TestImport(t *testing.T) {
 		{"unprivileged", &syscall.Credential{Uid: 65534, Gid: 65534}, "not root: both processes run as this user"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			os.Chmod(dir, 0o777)
-			os.Chmod(filepath.Dir(dir), 0o755)
-			ln, _ := net.Listen("tcp", "127.0.0.1:0")
-			api := ln.Addr().String()
-			ln.Close()
+			dir := sharedTempDir(t)
+			api := freeAddr(t)
 			cmd := mini("--read", pcap, "--listen", api, "--db-path", filepath.Join(dir, "traffic.db"),
 				"--socket", filepath.Join(dir, "run", "ipc.sock"))
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: tt.cred}
@@ -495,9 +510,7 @@ func TestImport(t *testing.T) {
 func TestFileCapability(t *testing.T) {
 	testenv.RequireRoot(t)
 	setcap := testenv.RequireTool(t, "setcap")
-	dir := t.TempDir()
-	os.Chmod(dir, 0o777)
-	os.Chmod(filepath.Dir(dir), 0o755)
+	dir := sharedTempDir(t)
 	for _, name := range []string{"lightshark-mini", "lightshark-capturer", "lightshark-apiserver"} {
 		b, err := os.ReadFile(filepath.Join(binDir, name))
 		if err != nil {
@@ -509,9 +522,7 @@ func TestFileCapability(t *testing.T) {
 	}
 	nobody := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	start := func() (*exec.Cmd, *testenv.Buffer, string) {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		api := ln.Addr().String()
-		ln.Close()
+		api := freeAddr(t)
 		cmd := exec.Command(filepath.Join(dir, "lightshark-mini"), "-i", "lo", "--listen", api,
 			"--db-path", filepath.Join(dir, "traffic.db"), "--socket", filepath.Join(dir, "run", "ipc.sock"))
 		cmd.SysProcAttr = nobody
@@ -556,12 +567,8 @@ func TestFileCapability(t *testing.T) {
 // with it (they get SIGKILL when their parent dies).
 func TestSecondSignal(t *testing.T) {
 	testenv.RequireRoot(t)
-	dir := t.TempDir()
-	os.Chmod(dir, 0o777)
-	os.Chmod(filepath.Dir(dir), 0o755)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	api := ln.Addr().String()
-	ln.Close()
+	dir := sharedTempDir(t)
+	api := freeAddr(t)
 	// The capturer waits for an API server that is not there, so a
 	// first signal alone would take it seconds to give up its last batch.
 	cmd := mini("-i", "lo", "--listen", api, "--db-path", filepath.Join(dir, "traffic.db"),
