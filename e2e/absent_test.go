@@ -64,14 +64,7 @@ func TestAPIServerAbsent(t *testing.T) {
 	}
 
 	p.startAPI(t)
-	waitFor(t, 30*time.Second, "the capturer to reconnect", func() bool {
-		for _, c := range p.health(t).Capturers {
-			if c.InstanceID == id && c.Connected && c.Batches > 0 {
-				return true
-			}
-		}
-		return false
-	})
+	p.waitReconnected(t, id, 30*time.Second)
 	time.Sleep(3 * time.Second)
 	s.stop(t)
 	p.cap.stop(t, 10*time.Second)

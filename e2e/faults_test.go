@@ -58,14 +58,7 @@ func TestAPIServerKill9(t *testing.T) {
 		time.Sleep(time.Second + time.Duration(i)*137*time.Millisecond)
 		p.api.kill9(t)
 		p.startAPI(t)
-		waitFor(t, 20*time.Second, "the capturer to reconnect", func() bool {
-			for _, c := range p.health(t).Capturers {
-				if c.InstanceID == id && c.Connected && c.Batches > 0 {
-					return true
-				}
-			}
-			return false
-		})
+		p.waitReconnected(t, id, 20*time.Second)
 	}
 	time.Sleep(time.Second)
 	s.stop(t)
@@ -267,14 +260,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		t.Errorf("API server log at SIGTERM:\n%s", tail(out, 4096))
 	}
 	p.startAPI(t)
-	waitFor(t, 20*time.Second, "the capturer to reconnect", func() bool {
-		for _, c := range p.health(t).Capturers {
-			if c.InstanceID == id && c.Connected && c.Batches > 0 {
-				return true
-			}
-		}
-		return false
-	})
+	p.waitReconnected(t, id, 20*time.Second)
 	time.Sleep(3 * time.Second)
 
 	// The capturer, under load.

@@ -246,6 +246,20 @@ func (p *product) health(t testing.TB) health {
 	return h
 }
 
+// waitReconnected waits until capturer instance id is connected again and
+// has had a batch committed.
+func (p *product) waitReconnected(t *testing.T, id string, d time.Duration) {
+	t.Helper()
+	waitFor(t, d, "the capturer to reconnect", func() bool {
+		for _, c := range p.health(t).Capturers {
+			if c.InstanceID == id && c.Connected && c.Batches > 0 {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // capturerStats returns the latest statistics of capturer instance id.
 func (p *product) capturerStats(t testing.TB, id string) record.CaptureStats {
 	t.Helper()
