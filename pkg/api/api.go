@@ -158,6 +158,7 @@ func (s *Server) init() {
 	s.route("GET /api/stream", s.handleStream, false)
 	s.route("GET /api/flows", s.handleFlows, false)
 	s.route("GET /api/flows/{id}", s.handleFlow, false)
+	s.route("GET /api/series", s.handleSeries, false)
 	s.route("GET /api/openapi.json", s.handleOpenAPI, true)
 	s.route("GET /metrics", s.handleMetrics, false)
 	if s.Dashboard != nil {

@@ -1,8 +1,8 @@
 // Package api serves LightShark-mini's HTTP interface: the original tool's
 // endpoints (/api/health, /api/live, /api/history, /api/stats and the
 // /api/stream WebSocket) with their JSON field names kept, and the new ones
-// (/api/flows, /api/flows/{id}, /metrics, /api/openapi.json), on a
-// net/http ServeMux with method patterns. Every response is JSON (or the
+// (/api/flows, /api/flows/{id}, /api/series, /metrics, /api/openapi.json),
+// on a net/http ServeMux with method patterns. Every response is JSON (or the
 // Prometheus text format, or NDJSON when asked for); errors are
 // {"error": "..."} with a 4xx or 5xx status.
 //

@@ -41,6 +41,9 @@ type HealthResponse struct {
 	Capture record.CaptureStats `json:"capture"`
 	// Capturers are the instances tracked, by id.
 	Capturers []CapturerStatus `json:"capturers"`
+	// AuthRequired tells a client (the dashboard) whether the other
+	// endpoints want the API token.
+	AuthRequired bool `json:"auth_required"`
 }
 
 // CapturerStatus is one capturer instance in /api/health.
@@ -69,6 +72,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		StoreError:         h.StoreError,
 		Capture:            snap.Capture,
 		Capturers:          []CapturerStatus{},
+		AuthRequired:       s.Token != "",
 	}
 	if !h.OK {
 		resp.Status = "degraded"
@@ -214,27 +218,37 @@ func endpoint(ip string, port uint16) string {
 }
 
 // StatsResponse is GET /api/stats. The rates are over the last
-// RateWindowSeconds, not averages since start.
+// RateWindowSeconds, not averages since start. The in and out rates are
+// those of the traffic the watched namespace received and sent (see
+// live.Stats): internal and unknown-direction flows count in neither.
 type StatsResponse struct {
-	UptimeSeconds     int64   `json:"uptime_seconds"`
-	TotalPackets      uint64  `json:"total_packets"`
-	TotalBytes        uint64  `json:"total_bytes"`
-	ActiveConnections int     `json:"active_connections"`
-	PacketsPerSecond  float64 `json:"packets_per_second"`
-	BytesPerSecond    float64 `json:"bytes_per_second"`
-	RateWindowSeconds float64 `json:"rate_window_seconds"`
+	UptimeSeconds       int64   `json:"uptime_seconds"`
+	TotalPackets        uint64  `json:"total_packets"`
+	TotalBytes          uint64  `json:"total_bytes"`
+	ActiveConnections   int     `json:"active_connections"`
+	PacketsPerSecond    float64 `json:"packets_per_second"`
+	BytesPerSecond      float64 `json:"bytes_per_second"`
+	PacketsInPerSecond  float64 `json:"packets_in_per_second"`
+	PacketsOutPerSecond float64 `json:"packets_out_per_second"`
+	BytesInPerSecond    float64 `json:"bytes_in_per_second"`
+	BytesOutPerSecond   float64 `json:"bytes_out_per_second"`
+	RateWindowSeconds   float64 `json:"rate_window_seconds"`
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	st := s.Live.Stats()
 	writeJSON(w, http.StatusOK, StatsResponse{
-		UptimeSeconds:     int64(st.Uptime / time.Second),
-		TotalPackets:      st.TotalPackets,
-		TotalBytes:        st.TotalBytes,
-		ActiveConnections: st.ActiveFlows,
-		PacketsPerSecond:  st.PacketsPerSecond,
-		BytesPerSecond:    st.BytesPerSecond,
-		RateWindowSeconds: s.Live.RateWindow.Seconds(),
+		UptimeSeconds:       int64(st.Uptime / time.Second),
+		TotalPackets:        st.TotalPackets,
+		TotalBytes:          st.TotalBytes,
+		ActiveConnections:   st.ActiveFlows,
+		PacketsPerSecond:    st.PacketsPerSecond,
+		BytesPerSecond:      st.BytesPerSecond,
+		PacketsInPerSecond:  st.PacketsInPerSecond,
+		PacketsOutPerSecond: st.PacketsOutPerSecond,
+		BytesInPerSecond:    st.BytesInPerSecond,
+		BytesOutPerSecond:   st.BytesOutPerSecond,
+		RateWindowSeconds:   s.Live.RateWindow.Seconds(),
 	})
 }
 
@@ -451,17 +465,26 @@ type statsMessage struct {
 	ActiveConnections int     `json:"active_connections"`
 	PacketsPerSecond  float64 `json:"packets_per_second"`
 	BytesPerSecond    float64 `json:"bytes_per_second"`
-	Timestamp         int64   `json:"timestamp"` // Unix ms
+	// The in and out rates, as in StatsResponse.
+	PacketsInPerSecond  float64 `json:"packets_in_per_second"`
+	PacketsOutPerSecond float64 `json:"packets_out_per_second"`
+	BytesInPerSecond    float64 `json:"bytes_in_per_second"`
+	BytesOutPerSecond   float64 `json:"bytes_out_per_second"`
+	Timestamp           int64   `json:"timestamp"` // Unix ms
 }
 
 func newStatsMessage(st live.Stats, now time.Time) statsMessage {
 	return statsMessage{
-		Type:              "stats",
-		TotalPackets:      st.TotalPackets,
-		TotalBytes:        st.TotalBytes,
-		ActiveConnections: st.ActiveFlows,
-		PacketsPerSecond:  st.PacketsPerSecond,
-		BytesPerSecond:    st.BytesPerSecond,
-		Timestamp:         now.UnixMilli(),
+		Type:                "stats",
+		TotalPackets:        st.TotalPackets,
+		TotalBytes:          st.TotalBytes,
+		ActiveConnections:   st.ActiveFlows,
+		PacketsPerSecond:    st.PacketsPerSecond,
+		BytesPerSecond:      st.BytesPerSecond,
+		PacketsInPerSecond:  st.PacketsInPerSecond,
+		PacketsOutPerSecond: st.PacketsOutPerSecond,
+		BytesInPerSecond:    st.BytesInPerSecond,
+		BytesOutPerSecond:   st.BytesOutPerSecond,
+		Timestamp:           now.UnixMilli(),
 	}
 }

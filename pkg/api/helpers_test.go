@@ -35,6 +35,12 @@ type memStore struct {
 	// flows: a test proves the export streams by reading before it opens.
 	eachGate   chan struct{}
 	eachGateAt int
+
+	// window is AggregationWindow; series is Series' answer, and seriesQ
+	// the queries it was asked.
+	window  time.Duration
+	series  *SeriesResult
+	seriesQ []SeriesQuery
 }
 
 func (m *memStore) setErr(err error) {
@@ -287,4 +293,25 @@ func mkFlow(id, proto string, src string, sport uint16, dst string, dport uint16
 		PacketsSent: ps, BytesSent: bs, PacketsReceived: pr, BytesReceived: br,
 		State: "SF", Direction: record.DirOutbound, TCPFlags: "SAF", History: "ShADadFf",
 	}
+}
+
+// Series records the query and answers with m.series (an empty result
+// when nil).
+func (m *memStore) Series(ctx context.Context, q SeriesQuery) (*SeriesResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return nil, m.err
+	}
+	m.seriesQ = append(m.seriesQ, q)
+	if m.series == nil {
+		return &SeriesResult{Source: "flows"}, nil
+	}
+	return m.series, nil
+}
+
+func (m *memStore) AggregationWindow() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.window
 }

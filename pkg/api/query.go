@@ -35,6 +35,50 @@ type Store interface {
 	History(ctx context.Context, limit int) ([]record.PacketSample, error)
 	// Size returns the database's size on disk in bytes.
 	Size(ctx context.Context) (int64, error)
+	// Series returns the traffic over time of the flows q.Filter selects
+	// (GET /api/series). A value it does not know is an error wrapping
+	// ErrBadQuery.
+	Series(ctx context.Context, q SeriesQuery) (*SeriesResult, error)
+	// AggregationWindow is the width of the store's per-flow windows
+	// (--aggregation-window), zero when they are off: Series then spreads
+	// each flow over its lifetime. A step of a series is a multiple of it.
+	AggregationWindow() time.Duration
+}
+
+// SeriesQuery asks a Store for Buckets buckets of Step each, bucket i
+// covering [Since + i·Step, Since + (i+1)·Step). Its semantics are those of
+// pkg/store's SeriesQuery.
+type SeriesQuery struct {
+	// Filter selects the flows by IP, CIDR, Port, Proto, State and
+	// Direction; its other fields are zero.
+	Filter FlowQuery
+	// Since is the first bucket's start, a multiple of Step.
+	Since time.Time
+	// Step is a whole number of seconds.
+	Step time.Duration
+	// Buckets is 1 to MaxSeriesBuckets.
+	Buckets int
+	// By is "proto", "peer" or "direction"; Metric "bytes" or "packets".
+	By, Metric string
+}
+
+// SeriesResult is a Store's answer to a SeriesQuery.
+type SeriesResult struct {
+	// Source is "windows" (flow_windows) or "flows" (each flow spread
+	// evenly over its lifetime); Exact is true when each bucket holds
+	// exactly the traffic counted in it.
+	Source string
+	Exact  bool
+	// Series are the top keys by total, largest first, and "other".
+	Series []SeriesData
+}
+
+// SeriesData is one key's traffic per bucket.
+type SeriesData struct {
+	Key   string `json:"key"`
+	Total uint64 `json:"total"`
+	// Values has one integer per bucket.
+	Values []uint64 `json:"values"`
 }
 
 // ErrBadCursor is wrapped by Store errors about a cursor that is malformed

@@ -74,12 +74,17 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "too many stream clients")
 		return
 	}
-	defer sub.Close()
 	if !s.startStream() {
+		sub.Close()
 		writeError(w, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
-	defer s.streams.Done()
+	// The subscription is closed before the stream counts out, so that
+	// once Close has waited for the streams no subscription is left.
+	defer func() {
+		sub.Close()
+		s.streams.Done()
+	}()
 
 	up := websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,

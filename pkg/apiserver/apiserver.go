@@ -184,3 +184,19 @@ func (a storeAdapter) History(ctx context.Context, limit int) ([]record.PacketSa
 }
 
 func (a storeAdapter) Size(ctx context.Context) (int64, error) { return a.db.Size(ctx) }
+
+func (a storeAdapter) AggregationWindow() time.Duration { return a.db.AggregationWindow() }
+
+func (a storeAdapter) Series(ctx context.Context, q api.SeriesQuery) (*api.SeriesResult, error) {
+	f := a.query(q.Filter)
+	res, err := a.db.Series(ctx, store.SeriesQuery{Filter: f, Since: q.Since, Step: q.Step, Buckets: q.Buckets,
+		By: q.By, Metric: q.Metric})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	out := &api.SeriesResult{Source: res.Source, Exact: res.Exact, Series: make([]api.SeriesData, len(res.Series))}
+	for i, s := range res.Series {
+		out.Series[i] = api.SeriesData{Key: s.Key, Total: s.Total, Values: s.Values}
+	}
+	return out, nil
+}

@@ -17,6 +17,7 @@ import (
 	"cmp"
 	"container/heap"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -120,9 +121,11 @@ type State struct {
 	nRetired  int
 
 	// The sliding window: points of the running sums of new packets and
-	// bytes (deltas of cumulative stats), oldest first.
+	// bytes (deltas of cumulative stats), and of the flows' growth in and
+	// out (flowGrowth), oldest first.
 	points       []ratePoint
 	rateP, rateB uint64
+	rateIO       inOut
 	drops        []dropEvent
 
 	// traffic is the latest copy of the store's totals, sorted, and the
@@ -144,6 +147,13 @@ type State struct {
 type ratePoint struct {
 	t              time.Time
 	packets, bytes uint64
+	io             inOut
+}
+
+// inOut are packets and bytes received (in) and sent (out) by the watched
+// namespace.
+type inOut struct {
+	packetsIn, packetsOut, bytesIn, bytesOut uint64
 }
 
 type dropEvent struct {
@@ -164,6 +174,10 @@ type capturer struct {
 	// never tracked counts as connected once it sent a batch.
 	tracked bool
 	conns   int
+	// seenUntil is the latest last_seen (Unix ns, capture time) of the
+	// flow records applied for the instance: a flow the view does not
+	// hold that began after it is new, and all its traffic is growth.
+	seenUntil int64
 }
 
 func (c *capturer) connected() bool { return !c.tracked || c.conns > 0 }
@@ -204,13 +218,17 @@ func (s *State) Apply(instanceID string, b Batch) {
 	// applied: its stats, and some of its flows.
 	s.mu.Lock()
 	s.version++
-	s.applyStats(instanceID, &b, at)
+	newAfter := s.applyStats(instanceID, &b, at)
 	s.mu.Unlock()
+	var seenUntil int64 // of this batch's records
 	for i := 0; i < len(b.Flows); i += applyChunk {
 		s.mu.Lock()
 		s.version++
 		for j := i; j < min(i+applyChunk, len(b.Flows)); j++ {
-			s.upsert(&b.Flows[j], at)
+			f := &b.Flows[j]
+			s.countGrowth(f, newAfter)
+			s.upsert(f, at)
+			seenUntil = max(seenUntil, f.LastSeen.UnixNano())
 		}
 		s.mu.Unlock()
 	}
@@ -218,12 +236,19 @@ func (s *State) Apply(instanceID string, b Batch) {
 		s.mu.Lock()
 		s.version++
 		for j := i; j < min(i+applyChunk, len(b.Ended)); j++ {
-			s.end(&b.Ended[j])
+			f := &b.Ended[j]
+			s.countGrowth(f, newAfter)
+			s.end(f)
+			seenUntil = max(seenUntil, f.LastSeen.UnixNano())
 		}
 		s.mu.Unlock()
 	}
 	s.mu.Lock()
 	s.version++
+	if c := s.capturers[instanceID]; c != nil {
+		c.seenUntil = max(c.seenUntil, seenUntil)
+	}
+	s.addPoint(at) // the flows' growth, at the batch's point
 	s.pruneStale(at)
 	s.addSamples(b.Samples)
 	s.batches++
@@ -240,18 +265,23 @@ func (s *State) Apply(instanceID string, b Batch) {
 }
 
 // applyStats records the capturer's cumulative statistics and adds what
-// they grew by to the rate and drop windows.
-func (s *State) applyStats(id string, b *Batch, at time.Time) {
+// they grew by to the rate and drop windows. It returns the time (Unix ns)
+// after which a flow record of the batch that the view does not hold is a
+// new flow (math.MaxInt64: none is, as the batch only sets the baseline).
+func (s *State) applyStats(id string, b *Batch, at time.Time) (newAfter int64) {
 	c := s.capturers[id]
 	if c == nil {
 		c = s.addCapturer(id, at)
 	}
+	newAfter = c.seenUntil
 	var dp, db, dd uint64
 	if c.batches == 0 {
 		// The first batch seen of this instance (SetCapturerConnected
 		// may have added it already).
 		if b.Seq == 1 {
 			dp, db, dd = b.Stats.Packets, b.Stats.Bytes, b.Stats.KernelDrops
+		} else {
+			newAfter = math.MaxInt64
 		}
 	} else {
 		dp = delta(c.stats.Packets, b.Stats.Packets)
@@ -282,6 +312,39 @@ func (s *State) applyStats(id string, b *Batch, at time.Time) {
 	if i > 0 {
 		s.drops = slices.Delete(s.drops, 0, i)
 	}
+	return newAfter
+}
+
+// countGrowth adds what f's counters grew by over the record of the same
+// flow the view holds to the in and out sums, by its direction: an
+// outbound flow's originator is local, so what it sent went out; an
+// inbound flow's is remote. Internal and unknown flows count in neither.
+// A flow the view does not hold counts whole when it began after newAfter
+// (Unix ns; it is new), and not at all otherwise: it was evicted
+// (MaxFlows) or pruned (StaleAfter), or this is the capturer's first batch
+// seen after a restart of the API server, and its counters hold traffic
+// counted before or never seen.
+func (s *State) countGrowth(f *record.Flow, newAfter int64) {
+	if f.Direction != record.DirOutbound && f.Direction != record.DirInbound {
+		return
+	}
+	var ps, pr, bs, br uint64
+	if e := s.flows[f.ID]; e != nil {
+		o := &e.f
+		ps, pr = delta(o.PacketsSent, f.PacketsSent), delta(o.PacketsReceived, f.PacketsReceived)
+		bs, br = delta(o.BytesSent, f.BytesSent), delta(o.BytesReceived, f.BytesReceived)
+	} else if f.FirstSeen.UnixNano() > newAfter {
+		ps, pr, bs, br = f.PacketsSent, f.PacketsReceived, f.BytesSent, f.BytesReceived
+	}
+	if f.Direction == record.DirInbound {
+		// The originator is remote: what it sent came in.
+		ps, pr, bs, br = pr, ps, br, bs
+	}
+	// Outbound, as seen from the originator: what it sent went out.
+	s.rateIO.packetsOut += ps
+	s.rateIO.bytesOut += bs
+	s.rateIO.packetsIn += pr
+	s.rateIO.bytesIn += br
 }
 
 // delta is what a cumulative counter grew by; a counter that went down
@@ -360,9 +423,9 @@ func (s *State) addPoint(at time.Time) {
 	if n := len(s.points); n > 0 && !at.After(s.points[n-1].t) {
 		// Same instant (or a batch of another capturer received a little
 		// earlier): fold into the last point so times stay increasing.
-		s.points[n-1].packets, s.points[n-1].bytes = s.rateP, s.rateB
+		s.points[n-1].packets, s.points[n-1].bytes, s.points[n-1].io = s.rateP, s.rateB, s.rateIO
 	} else {
-		s.points = append(s.points, ratePoint{t: at, packets: s.rateP, bytes: s.rateB})
+		s.points = append(s.points, ratePoint{t: at, packets: s.rateP, bytes: s.rateB, io: s.rateIO})
 	}
 	cut := at.Add(-s.RateWindow)
 	i := sort.Search(len(s.points), func(i int) bool { return s.points[i].t.After(cut) }) - 1
@@ -377,9 +440,9 @@ func (s *State) addPoint(at time.Time) {
 // window. Before a whole window of points exists, the span since the first
 // point is used instead. A burst followed by silence reads zero once the
 // burst is more than a window old.
-func (s *State) rates(now time.Time) (pps, bps float64) {
+func (s *State) rates(now time.Time, st *Stats) {
 	if len(s.points) == 0 {
-		return 0, 0
+		return
 	}
 	last := s.points[len(s.points)-1]
 	cut := now.Add(-s.RateWindow)
@@ -389,10 +452,15 @@ func (s *State) rates(now time.Time) (pps, bps float64) {
 		base, span = s.points[i], s.RateWindow
 	}
 	if span <= 0 {
-		return 0, 0
+		return
 	}
 	sec := span.Seconds()
-	return float64(last.packets-base.packets) / sec, float64(last.bytes-base.bytes) / sec
+	st.PacketsPerSecond = float64(last.packets-base.packets) / sec
+	st.BytesPerSecond = float64(last.bytes-base.bytes) / sec
+	st.PacketsInPerSecond = float64(last.io.packetsIn-base.io.packetsIn) / sec
+	st.PacketsOutPerSecond = float64(last.io.packetsOut-base.io.packetsOut) / sec
+	st.BytesInPerSecond = float64(last.io.bytesIn-base.io.bytesIn) / sec
+	st.BytesOutPerSecond = float64(last.io.bytesOut-base.io.bytesOut) / sec
 }
 
 // addSamples copies samples into the ring.
@@ -497,6 +565,19 @@ type Stats struct {
 	// RateWindow.
 	PacketsPerSecond float64
 	BytesPerSecond   float64
+	// PacketsInPerSecond, PacketsOutPerSecond, BytesInPerSecond and
+	// BytesOutPerSecond are the rates over RateWindow of the traffic the
+	// watched namespace received (in) and sent (out), from what each flow
+	// record grew by over the record of the same flow the view held: an
+	// outbound flow's sent counters are out and received in, an inbound
+	// flow's the reverse; internal and unknown-direction flows count in
+	// neither (they do in PacketsPerSecond and BytesPerSecond). A flow the
+	// view does not hold (beyond MaxFlows, or stale) counts only when it
+	// is new, so with more active flows than MaxFlows these rates are low.
+	PacketsInPerSecond  float64
+	PacketsOutPerSecond float64
+	BytesInPerSecond    float64
+	BytesOutPerSecond   float64
 	// Uptime is the time since Started.
 	Uptime time.Duration
 	// LastBatch is when the latest batch was received (zero: none yet).
@@ -533,7 +614,7 @@ func (s *State) stats(now time.Time) Stats {
 		// The view holds at most its maximum; the capturers know them all.
 		st.ActiveFlows = active
 	}
-	st.PacketsPerSecond, st.BytesPerSecond = s.rates(now)
+	s.rates(now, &st)
 	return st
 }
 
