@@ -645,3 +645,21 @@ func TestServer_queryTooLong(t *testing.T) {
 	f.getJSON(t, "/api/flows?ip="+strings.Repeat("1", 5000), 414, &e)
 	f.getJSON(t, "/api/health?"+strings.Repeat("x", 5000), 414, &e)
 }
+
+// TestHealth_noDecodeErrors: a capture with no decode error reports an
+// empty count by reason, {} as JSON, not null, in the totals and for each
+// capturer.
+func TestHealth_noDecodeErrors(t *testing.T) {
+	f := newFixture(t, nil)
+	f.live.Apply("cap", live.Batch{Seq: 1, Stats: record.CaptureStats{Packets: 10, Bytes: 600}, ReceivedAt: f.clock.Now()})
+	code, body, _ := f.get(t, "/api/health")
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	if n := strings.Count(string(body), `"decode_errors":{}`); n != 2 {
+		t.Errorf(`"decode_errors":{} appears %d times, want 2 (totals and the capturer): %s`, n, body)
+	}
+	if strings.Contains(string(body), "null") {
+		t.Errorf("null in %s", body)
+	}
+}

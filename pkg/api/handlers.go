@@ -80,6 +80,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	if resp.Reasons == nil {
 		resp.Reasons = []string{}
 	}
+	resp.Capture.DecodeErrors = nonNil(resp.Capture.DecodeErrors)
 	if !h.LastBatch.IsZero() {
 		t := h.LastBatch.UTC()
 		age := max(s.Now().Sub(t), 0).Seconds()
@@ -95,8 +96,17 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 			Batches:    c.Batches,
 			Stats:      c.Stats,
 		})
+		resp.Capturers[len(resp.Capturers)-1].Stats.DecodeErrors = nonNil(c.Stats.DecodeErrors)
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// nonNil makes a count by reason with no entry {} in JSON rather than null.
+func nonNil(m map[string]uint64) map[string]uint64 {
+	if m == nil {
+		return map[string]uint64{}
+	}
+	return m
 }
 
 // LiveResponse is GET /api/live: the top connections by packets, in the
