@@ -42,8 +42,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Long: `lightshark-apiserver listens on a Unix socket for the capturer
 (lightshark-capturer --socket PATH), commits each batch of flows to SQLite
 (WAL) before acknowledging it, and serves the REST API, the /api/stream
-WebSocket and Prometheus /metrics. It runs unprivileged with no capability;
-only its own uid and the --capturer-uid list may connect to the socket.`,
+WebSocket, Prometheus /metrics and the dashboard at /. It runs unprivileged
+with no capability; only its own uid and the --capturer-uid list may connect
+to the socket.`,
 		Example: "  lightshark-apiserver --socket /run/lightshark/ipc.sock --capturer-uid 65534 \\\n" +
 			"    --db-path /var/lib/lightshark/traffic.db --listen 127.0.0.1:3000",
 	}

@@ -52,8 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Short: "Watch a container's network: live flows, history in SQLite, a REST API",
 		Long: `lightshark-mini captures the traffic of the network namespace it runs in (a
 container's, as a sidecar), aggregates it into exact bidirectional flows, keeps
-their history in SQLite and serves it over HTTP: /api/health, /api/live,
-/api/stats, /api/history, /api/flows, /api/stream (WebSocket) and /metrics.
+their history in SQLite and serves it over HTTP: a dashboard at /, and
+/api/health, /api/live, /api/stats, /api/history, /api/flows, /api/series,
+/api/stream (WebSocket) and /metrics.
 
 It runs two processes with separate privileges. Started as root (or with
 CAP_SETUID, CAP_SETGID and CAP_NET_RAW), it runs lightshark-apiserver as

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lightshark-dev/lightshark-mini/ipc"
 	"github.com/lightshark-dev/lightshark-mini/pkg/api"
+	"github.com/lightshark-dev/lightshark-mini/pkg/api/web"
 	"github.com/lightshark-dev/lightshark-mini/pkg/ingest"
 	"github.com/lightshark-dev/lightshark-mini/pkg/live"
 	"github.com/lightshark-dev/lightshark-mini/pkg/record"
@@ -100,7 +101,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Socket, err)
 	}
 	s.api = &api.Server{Store: storeAdapter{db}, Live: s.live, Token: cfg.Token, AllowCIDRs: cfg.AllowCIDRs,
-		AllowOrigins: cfg.AllowOrigins, Logger: cfg.Logger.With("component", "api")}
+		AllowOrigins: cfg.AllowOrigins, Logger: cfg.Logger.With("component", "api"), Dashboard: web.Handler()}
 	s.http = s.api.NewHTTPServer(cfg.Listen)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
