@@ -9,9 +9,10 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X $(MODULE)/pkg/version.Version=$(VERSION) -X $(MODULE)/pkg/version.Commit=$(COMMIT)
 BIN     := bin
 
-# Debian packages the tests use (real oracles and real traffic).
+# Debian packages the tests use (real oracles, real traffic, and chromium for
+# the dashboard's browser tests).
 TEST_PKGS := tshark tcpdump tcpreplay iperf3 iproute2 iputils-ping ethtool \
-             dnsmasq-base dnsutils libcap2-bin curl python3 gcc libc6-dev wrk
+             dnsmasq-base dnsutils libcap2-bin curl python3 gcc libc6-dev wrk chromium
 FUZZTIME ?= 30s
 
 .PHONY: all build run test test-deps bench fuzz lint check-deps tidy help clean e2e docker-test

@@ -6,7 +6,10 @@
 // oracle. They prove exactness end to end, survival of faults (kill -9,
 // an absent API server, a full disk, SIGTERM under load), bounded behaviour
 // with many WebSocket clients, and robustness against hostile packets, IPC
-// frames and HTTP requests.
+// frames and HTTP requests. The dashboard's browser tests
+// (dashboard_test.go) drive Debian's chromium with chromedp against API
+// servers fed a known capture and live traffic, with tshark as the
+// oracle.
 //
 // Everything is in _test.go files: `make e2e` (go test ./e2e/...) runs
 // them, as root with the tools of the Makefile's TEST_PKGS; without them
