@@ -222,6 +222,8 @@ func (tb *tab) summary() string {
 			errorBanner: q('#error-banner') && !q('#error-banner').hidden ? text('#error-banner') : null,
 			tokenDialogOpen: q('#token-dialog') ? q('#token-dialog').open : undefined,
 			tokenError: text('#token-error'),
+			flowDialog: q('#flow-dialog') ? {open: q('#flow-dialog').open, id: attr('#flow-dialog', 'data-flow-id'), state: attr('#flow-dialog', 'data-state'), error: text('#flow-error')} : undefined,
+			focused: document.activeElement ? document.activeElement.tagName + ' ' + (document.activeElement.getAttribute('data-flow-id') || document.activeElement.id) : null,
 			connRows: document.querySelectorAll('#conn-table tbody tr[data-flow-id]').length,
 			flowRows: document.querySelectorAll('#flows-table tbody tr[data-flow-id]').length,
 			page: attr('#flows-page', 'data-value'),
@@ -279,14 +281,7 @@ func (tb *tab) screenshots(t *testing.T, view string) {
 		tb.setScheme(t, v.scheme)
 		tb.do(t, 10*time.Second, "emulate "+v.name, chromedp.EmulateViewport(v.width, v.height, vp...))
 		tb.settle(t)
-		if v.mobile {
-			// Not in the contract, but worth knowing: a page wider than
-			// the phone scrolls sideways as a whole.
-			if w := eval[int64](t, tb, `document.documentElement.scrollWidth`); w > v.width {
-				t.Logf("layout: %s %s: the page is %d px wide on a %d px phone; sticking out: %s", view, v.name, w, v.width,
-					eval[string](t, tb, widestElements))
-			}
-		}
+		tb.checkFit(t, view+" "+v.name, v.width)
 		ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		cancel()
@@ -303,6 +298,27 @@ func (tb *tab) screenshots(t *testing.T, view string) {
 	tb.do(t, 10*time.Second, "emulate the desktop", chromedp.EmulateViewport(1280, 900))
 	tb.settle(t)
 	t.Logf("screenshots of %s: %s in %s", view, strings.Join(files, ", "), tb.b.artifacts)
+}
+
+// checkFit requires the page to fit the viewport's width (a page wider
+// than a phone scrolls sideways as a whole; wide tables scroll inside
+// their own box) and, at desktop widths, the flows table to fit its panel.
+func (tb *tab) checkFit(t *testing.T, what string, width int64) {
+	t.Helper()
+	w := eval[[]int64](t, tb, `[document.documentElement.scrollWidth, window.innerWidth]`)
+	if w[0] > w[1] || w[0] > width {
+		t.Errorf("layout: %s: document.documentElement.scrollWidth %d px > window.innerWidth %d px (viewport %d px); sticking out: %s",
+			what, w[0], w[1], width, eval[string](t, tb, widestElements))
+	}
+	if width < 1280 {
+		return
+	}
+	tw := eval[[]int64](t, tb, `(e => [e.scrollWidth, e.clientWidth])(document.querySelector('#flows-table').parentElement)`)
+	if tw[0] > tw[1] {
+		t.Errorf("layout: %s: #flows-table is wider than its box: scrollWidth %d px > clientWidth %d px; widest cells: %s",
+			what, tw[0], tw[1], eval[string](t, tb, `[...document.querySelectorAll('#flows-table tbody tr:first-child td')].filter(td => td.offsetWidth)
+				.map(td => td.dataset.col + ' ' + td.offsetWidth + ' px').join(', ')`))
+	}
 }
 
 // widestElements names the elements that stick out of the body on the

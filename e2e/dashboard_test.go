@@ -5,6 +5,7 @@ package e2e
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -21,7 +22,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
+	"github.com/lightshark-dev/lightshark-mini/pkg/communityid"
 	"github.com/lightshark-dev/lightshark-mini/pkg/record"
 	"github.com/lightshark-dev/lightshark-mini/pkg/testenv"
 )
@@ -119,6 +122,7 @@ func dashboardImport(t *testing.T, b *browser, shared string) {
 		tb.navigate(t, "/")
 		tb.waitJS(t, 10*time.Second, "the token dialog to open", `document.querySelector('dialog#token-dialog').open`)
 		tb.waitJS(t, 5*time.Second, "#conn-status data-state=auth", `document.querySelector('#conn-status').dataset.state === 'auth'`)
+		tb.checkTilesEmpty(t)
 		tb.screenshots(t, "token-prompt")
 	})
 	step(t, tb, "WrongToken", func(t *testing.T) {
@@ -176,6 +180,29 @@ func dashboardImport(t *testing.T, b *browser, shared string) {
 		t.Logf("#flows-table: the %d flows of %s equal tshark's conversations; #history-chart data-total %d = tshark's total_bytes %d less its non-IP frames",
 			len(want), dashCapture, ipBytes, o.TotalBytes)
 		tb.screenshots(t, "history")
+	})
+	step(t, tb, "FlowDetails", func(t *testing.T) {
+		// One conversation of each TCP state and one UDP: the first by
+		// keyboard (Tab to its row, Enter), the others by a click.
+		var picks []*conv
+		seen := map[string]bool{}
+		for _, c := range want {
+			if k := c.Proto + " " + c.State; !seen[k] && (c.Proto == "tcp" || !seen["udp"]) {
+				seen[k], seen[c.Proto] = true, true
+				picks = append(picks, c)
+			}
+		}
+		if len(picks) < 3 {
+			t.Fatalf("%d conversations picked from %v: not a test of the details", len(picks), want)
+		}
+		for i, c := range picks {
+			tb.checkDetails(t, "#flows-table", c, i == 0)
+		}
+		tb.openDetails(t, "#flows-table", picks[0], false)
+		eval[bool](t, tb, `(scrollTo(0, 0), true)`) // the dialog is centred in the viewport the full-page shot starts from
+		tb.screenshots(t, "flow-details")
+		tb.click(t, "#flow-close")
+		tb.waitJS(t, 5*time.Second, "the flow dialog to close", `!document.querySelector('dialog#flow-dialog').open`)
 	})
 	step(t, tb, "HistoryFilters", func(t *testing.T) {
 		cases := []struct {
@@ -266,6 +293,7 @@ func dashboardImport(t *testing.T, b *browser, shared string) {
 		tb.do(t, 20*time.Second, "reload", chromedp.Reload())
 		tb.waitJS(t, 10*time.Second, "the token dialog to open on a 401", `document.querySelector('dialog#token-dialog').open`)
 		tb.waitJS(t, 5*time.Second, "#conn-status data-state=auth", `document.querySelector('#conn-status').dataset.state === 'auth'`)
+		tb.checkTilesEmpty(t)
 	})
 }
 
@@ -324,6 +352,15 @@ time.sleep(600)`, tp.B4.String(), strconv.Itoa(httpPort))
 		for _, col := range []string{"bytes", "packets"} {
 			tb.checkSort(t, col)
 		}
+		// The open connection's details (the live record, or the store's
+		// once the capturer has sent it).
+		for _, cv := range known {
+			if cv.State == "S1" {
+				tb.checkDetails(t, "#conn-table", cv, false)
+			}
+		}
+		tb.click(t, "#flow-close")
+		tb.waitJS(t, 5*time.Second, "the flow dialog to close", `!document.querySelector('dialog#flow-dialog').open`)
 		tb.screenshots(t, "connections")
 	})
 	step(t, tb, "LiveChart", func(t *testing.T) {
@@ -539,6 +576,156 @@ func maxTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// checkTilesEmpty requires every live tile to show "–" with an empty
+// data-value (no numbers before the first data, e.g. behind the token
+// prompt).
+func (tb *tab) checkTilesEmpty(t *testing.T) {
+	t.Helper()
+	bad := eval[[]string](t, tb, `[...document.querySelectorAll('.tile')].filter(e =>
+		e.getAttribute('data-value') !== '' || e.querySelector('.value').textContent.trim() !== '–')
+		.map(e => '#' + e.id + ' data-value=' + JSON.stringify(e.getAttribute('data-value')) + ' text=' + JSON.stringify(e.querySelector('.value').textContent))`)
+	if n := eval[int](t, tb, `document.querySelectorAll('.tile').length`); n < 9 {
+		t.Errorf("%d .tile elements, want the contract's 9", n)
+	}
+	for _, b := range bad {
+		t.Errorf("tile %s before any data, want \"–\" and data-value=\"\"", b)
+	}
+}
+
+// detailRow finds the row of table that shows conversation c and returns
+// its flow id and endpoints as shown (src is the flow's originator).
+func (tb *tab) detailRow(t *testing.T, table string, c *conv) (id string, src, dst netip.AddrPort) {
+	t.Helper()
+	for _, r := range fromRows(tb.rows(t, table)) {
+		s, err1 := parseEndpoint(r.Src)
+		d, err2 := parseEndpoint(r.Dst)
+		if err1 == nil && err2 == nil && convKey(r.Proto, s, d) == c.key() {
+			return r.ID, s, d
+		}
+	}
+	tb.fail(t, "%s has no row for %v", table, c)
+	return "", src, dst
+}
+
+// openDetails opens the flow dialog of c's row: by keyboard (Tab from a
+// neighbouring row, which must show a focus ring, then Enter) or by a
+// click. It returns the row's flow id and endpoints.
+func (tb *tab) openDetails(t *testing.T, table string, c *conv, keyboard bool) (id string, src, dst netip.AddrPort) {
+	t.Helper()
+	id, src, dst = tb.detailRow(t, table, c)
+	row := fmt.Sprintf(`%s tbody tr[data-flow-id=%q]`, table, id)
+	if keyboard {
+		// Focus the row before (or after) it, then a real Tab (or
+		// Shift+Tab) key: rows are in the tab order.
+		back := eval[bool](t, tb, fmt.Sprintf(`(tr => { const n = tr.previousElementSibling || tr.nextElementSibling;
+			if (!n) return false; n.focus(); return n === tr.nextElementSibling; })(document.querySelector(%q))`, row))
+		key := chromedp.KeyEvent(kb.Tab)
+		if back {
+			key = chromedp.KeyEvent(kb.Tab, chromedp.KeyModifiers(chromedp.ModifierShift))
+		}
+		tb.do(t, 5*time.Second, "Tab to the row", key)
+		got := eval[[]string](t, tb, fmt.Sprintf(`(tr => [String(document.activeElement === tr), String(tr.tabIndex),
+			getComputedStyle(tr).outlineStyle, getComputedStyle(tr).outlineWidth])(document.querySelector(%q))`, row))
+		if got[0] != "true" || got[1] != "0" {
+			tb.fail(t, "Tab did not reach %s (focused %v, tabIndex %s)", row, got[0], got[1])
+		}
+		if got[2] == "none" || got[3] == "0px" {
+			t.Errorf("the focused row %s has no focus ring: outline %s %s", row, got[2], got[3])
+		}
+		tb.do(t, 5*time.Second, "press Enter on the row", chromedp.KeyEvent(kb.Enter))
+	} else {
+		tb.click(t, row)
+	}
+	tb.waitJS(t, 10*time.Second, "the flow dialog of flow "+id,
+		fmt.Sprintf(`(d => d.open && d.dataset.flowId === %q && ['ok', 'live'].includes(d.dataset.state))(document.querySelector('dialog#flow-dialog'))`, id))
+	return id, src, dst
+}
+
+// checkDetails opens c's flow dialog and checks it against tshark: the
+// Community ID computed from the conversation's 5-tuple (pkg/communityid,
+// tested against the spec's vectors), the state, the Zeek history against
+// the TCP flags each side sent, packets and bytes each way, first and last
+// seen, and the JSON download.
+func (tb *tab) checkDetails(t *testing.T, table string, c *conv, keyboard bool) {
+	t.Helper()
+	// The page's CSP keeps fetch from blob: URLs: keep the Blobs the page
+	// makes, by URL, to read the download's.
+	eval[bool](t, tb, `(() => { if (window.e2eFlowBlobs) return true; window.e2eFlowBlobs = {};
+		const create = URL.createObjectURL.bind(URL);
+		URL.createObjectURL = (b) => { const u = create(b); window.e2eFlowBlobs[u] = b; return u; }; return true; })()`)
+	id, src, dst := tb.openDetails(t, table, c, keyboard)
+	v := eval[map[string]string](t, tb, `Object.fromEntries([...document.querySelectorAll('#flow-dialog [id^="flow-"][data-value]')]
+		.map(e => [e.id.slice(5), e.getAttribute('data-value')]))`)
+	text := eval[map[string]string](t, tb, `Object.fromEntries([...document.querySelectorAll('#flow-dialog [id^="flow-"][data-value]')]
+		.map(e => [e.id.slice(5), e.textContent.trim()]))`)
+	name := fmt.Sprintf("%s flow %s %s %s -> %s", table, id, c.Proto, src, dst)
+	proto := map[string]uint8{"tcp": 6, "udp": 17}[c.Proto]
+	if want := communityid.Sum(0, proto, c.A.Addr(), c.B.Addr(), c.A.Port(), c.B.Port()); v["community-id"] != want || text["community-id"] != want {
+		t.Errorf("%s: community_id %q (text %q), want %q (pkg/communityid from tshark's 5-tuple)", name, v["community-id"], text["community-id"], want)
+	}
+	if c.State != "" && v["state"] != c.State {
+		t.Errorf("%s: state %q, want %q (from tshark's TCP flags)", name, v["state"], c.State)
+	}
+	if w := stateWords[c.State]; w != "" && (!strings.Contains(text["state"], w) || !strings.Contains(text["state"], c.State)) {
+		t.Errorf("%s: state text %q, want the words %q and the code %s", name, text["state"], w, c.State)
+	}
+	if c.Proto == "tcp" {
+		// Zeek's history: upper case from the originator (the source).
+		h := v["history"]
+		for _, side := range []struct {
+			ep    netip.AddrPort
+			upper bool
+		}{{src, true}, {dst, false}} {
+			syn, synAck, fin, rst := c.flagsFrom(side.ep)
+			for _, l := range []struct {
+				letter byte
+				sent   bool
+			}{{'S', syn}, {'H', synAck}, {'F', fin}, {'R', rst}} {
+				ch, both := l.letter, byte('I') // FIN+RST in one segment is I
+				if !side.upper {
+					ch, both = ch+'a'-'A', 'i'
+				}
+				has := strings.IndexByte(h, ch) >= 0
+				if has != l.sent && !(l.sent && (l.letter == 'F' || l.letter == 'R') && strings.IndexByte(h, both) >= 0) {
+					t.Errorf("%s: history %q has %q: %v, want %v (tshark: %s sent %c)", name, h, ch, has, l.sent, side.ep, l.letter)
+				}
+			}
+		}
+		if v["tcp-flags"] == "" {
+			t.Errorf("%s: no tcp_flags", name)
+		}
+	}
+	sentF, sentB, recvF, recvB := c.from(src)
+	for k, want := range map[string]uint64{"packets-sent": sentF, "bytes-sent": sentB, "packets-received": recvF, "bytes-received": recvB} {
+		if v[k] != strconv.FormatUint(want, 10) {
+			t.Errorf("%s: %s %q, want %d (tshark)", name, k, v[k], want)
+		}
+	}
+	for k, want := range map[string]time.Time{"first-seen": c.First, "last-seen": c.Last} {
+		ms, err := strconv.ParseFloat(v[k], 64)
+		if err != nil || math.Abs(ms-float64(want.UnixNano())/1e6) > 1 {
+			t.Errorf("%s: %s %q, want %v (tshark)", name, k, v[k], want.UnixMilli())
+		}
+		// The full local time (the browser runs in UTC): year, time of day and zone.
+		if s := text[k]; !strings.Contains(s, want.UTC().Format("2006")) || !strings.Contains(s, want.UTC().Format("05")) || !strings.Contains(s, "UTC") {
+			t.Errorf("%s: %s text %q, want the full date and time of %v", name, k, s, want.UTC())
+		}
+	}
+	// The download is the flow's JSON record.
+	dl := eval[[]string](t, tb, `(a => [a.href, a.getAttribute('download') || ''])(document.querySelector('#flow-download'))`)
+	if !strings.HasPrefix(dl[0], "blob:") || dl[1] != "flow-"+id+".json" {
+		t.Errorf("%s: #flow-download href %q download %q, want a blob: URL and flow-%s.json", name, dl[0], dl[1], id)
+	} else {
+		var f record.Flow
+		body := eval[string](t, tb, fmt.Sprintf(`window.e2eFlowBlobs[%q].text()`, dl[0]))
+		if err := json.Unmarshal([]byte(body), &f); err != nil || f.ID != id || f.CommunityID != v["community-id"] {
+			t.Errorf("%s: the downloaded JSON (id %q, community_id %q, %v), want the flow's record", name, f.ID, f.CommunityID, err)
+		}
+	}
+	tb.click(t, "#flow-copy")
+	tb.waitJS(t, 5*time.Second, "the copy button to say what it did", `['Copied', 'Selected'].includes(document.querySelector('#flow-copy').textContent)`)
 }
 
 // checkStatus requires #conn-status to show the health's status and every

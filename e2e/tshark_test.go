@@ -63,6 +63,15 @@ func (c *conv) from(src netip.AddrPort) (sentF, sentB, recvF, recvB uint64) {
 	return c.FramesBA, c.BytesBA, c.FramesAB, c.BytesAB
 }
 
+// flagsFrom returns the TCP flags tshark saw in frames sent by endpoint p:
+// a SYN without ACK, a SYN+ACK, a FIN, a RST.
+func (c *conv) flagsFrom(p netip.AddrPort) (syn, synAck, fin, rst bool) {
+	if p == c.A {
+		return c.synA, c.synAckA, c.finA, c.rstA
+	}
+	return c.synB, c.synAckB, c.finB, c.rstB
+}
+
 // has reports whether p is one of the conversation's endpoints.
 func (c *conv) has(p netip.AddrPort) bool { return p == c.A || p == c.B }
 

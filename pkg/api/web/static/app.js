@@ -148,6 +148,8 @@ function needToken(refused) {
   status.auth = true;
   status.render();
   stream.stop();
+  clearTiles();
+  details.close();
   $('#token-error').textContent = refused ? 'The token was refused.' : '';
   if (!dialog.open) dialog.showModal();
 }
@@ -191,6 +193,14 @@ function setTile(id, value, text) {
   if (span.textContent !== text) span.textContent = text;
 }
 
+/** clearTiles shows "–" in every tile: no numbers without the token. */
+function clearTiles() {
+  for (const el of document.querySelectorAll('.tile')) {
+    el.removeAttribute('data-alert');
+    setTile(el.id.slice(5), null, '–');
+  }
+}
+
 function showTotals(m) {
   setTile('total-packets', m.total_packets, fmt.count(m.total_packets));
   setTile('total-bytes', m.total_bytes, fmt.bytes(m.total_bytes));
@@ -215,13 +225,16 @@ async function pollHealth() {
     const h = await api('api/health');
     status.health = h;
     banner.clear('health');
-    const c = h.capture ?? {};
-    setTile('drops', c.kernel_drops ?? 0, fmt.count(c.kernel_drops ?? 0));
-    setTile('evictions', c.evictions ?? 0, fmt.count(c.evictions ?? 0));
-    $('#tile-drops').toggleAttribute('data-alert', (h.kernel_drops_recent ?? 0) > 0);
-    $('#tile-drops').title = `${fmt.count(h.kernel_drops_recent ?? 0)} in the last minute`;
-    $('#tile-evictions').toggleAttribute('data-alert', (c.evictions ?? 0) > 0);
     if (h.auth_required && !token && !status.auth) needToken(false);
+    // Like the other tiles, these wait for the token (and for numbers).
+    const c = h.capture;
+    if (!status.auth && c) {
+      setTile('drops', c.kernel_drops, fmt.count(c.kernel_drops));
+      setTile('evictions', c.evictions, fmt.count(c.evictions));
+      $('#tile-drops').toggleAttribute('data-alert', (h.kernel_drops_recent ?? 0) > 0);
+      $('#tile-drops').title = `${fmt.count(h.kernel_drops_recent ?? 0)} in the last minute`;
+      $('#tile-evictions').toggleAttribute('data-alert', (c.evictions ?? 0) > 0);
+    }
   } catch (err) {
     report('health', 'Health check', err);
   }
@@ -387,8 +400,104 @@ const CELLS = {
     const d = Math.max(0, seconds(f.first_seen, f.last_seen));
     return Number.isFinite(d) ? [d, fmt.duration(d)] : ['', '–'];
   },
-  first_seen: (f) => { const t = parseTime(f.first_seen); return [t, fmt.shortTime(t), fmt.dateTime(t)]; },
-  last_seen: (f) => { const t = parseTime(f.last_seen); return [t, fmt.shortTime(t), fmt.dateTime(t)]; },
+  first_seen: (f) => { const t = parseTime(f.first_seen); return [t, fmt.shortTime(t), fmt.fullTime(t)]; },
+  last_seen: (f) => { const t = parseTime(f.last_seen); return [t, fmt.shortTime(t), fmt.fullTime(t)]; },
+};
+
+// ---------------------------------------------------------------- flow details
+
+/**
+ * details is the flow dialog: a row's flow from /api/flows/{id}, or the
+ * live record the row shows when the store does not have it yet.
+ */
+const details = {
+  dialog: $('#flow-dialog'),
+  gen: 0,
+  url: '', // the download's object URL
+
+  async open(id, shown) {
+    const gen = ++this.gen;
+    const d = this.dialog;
+    d.dataset.flowId = id;
+    d.dataset.state = 'loading';
+    $('#flow-id').textContent = id;
+    $('#flow-error').hidden = true;
+    $('#flow-download').removeAttribute('href');
+    if (!d.open) d.showModal();
+    let f;
+    let live = false;
+    try {
+      f = await api(`api/flows/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (gen !== this.gen) return;
+      if (shown && (err.status === 404 || err.status === 503)) {
+        f = shown;
+        live = true;
+      } else {
+        d.dataset.state = 'error';
+        const e = $('#flow-error');
+        e.textContent = `Flow details failed${err.status ? ` (${err.status})` : ''}: ${err.message}`;
+        e.hidden = false;
+        return;
+      }
+    }
+    if (gen !== this.gen || !d.open) return;
+    this.show(f, live);
+    d.dataset.state = live ? 'live' : 'ok';
+  },
+
+  show(f, live) {
+    const set = (key, value, text = value, title = '') => {
+      const el = $(`#flow-${key}`);
+      el.dataset.value = value == null ? '' : String(value);
+      el.textContent = text == null || text === '' ? '–' : String(text);
+      el.title = title;
+    };
+    $('#flow-summary').textContent = `${(f.proto ?? '').toUpperCase()} ${fmt.endpoint(f.src_ip, f.src_port)} → `
+      + `${fmt.endpoint(f.dst_ip, f.dst_port)}${live ? ' · live record (not stored yet)' : ''}`;
+    set('community-id', f.community_id);
+    const [words, desc] = fmt.state(f.state);
+    set('state', f.state ?? '', f.state ? `${words} (${f.state})` : '–', desc);
+    set('history', f.history ?? '', f.history, 'Zeek history: upper case from the originator (source)');
+    set('tcp-flags', f.tcp_flags ?? '', f.tcp_flags);
+    set('end-reason', f.end_reason ?? '', f.end_reason || (live ? 'active' : ''));
+    set('direction', f.direction ?? '', fmt.direction(f.direction));
+    const first = parseTime(f.first_seen);
+    const last = parseTime(f.last_seen);
+    set('first-seen', first, fmt.fullTime(first));
+    set('last-seen', last, fmt.fullTime(last));
+    set('duration', CELLS.duration(f)[0], CELLS.duration(f)[1]);
+    set('vlan', f.vlan ?? '', f.vlan);
+    $('#flow-vlan-row').hidden = !f.vlan;
+    set('packets-sent', f.packets_sent ?? 0, fmt.count(f.packets_sent ?? 0));
+    set('packets-received', f.packets_received ?? 0, fmt.count(f.packets_received ?? 0));
+    set('bytes-sent', f.bytes_sent ?? 0, fmt.bytes(f.bytes_sent ?? 0));
+    set('bytes-received', f.bytes_received ?? 0, fmt.bytes(f.bytes_received ?? 0));
+    $('#flow-copy').textContent = 'Copy';
+    if (this.url) URL.revokeObjectURL(this.url);
+    this.url = URL.createObjectURL(new Blob([`${JSON.stringify(f, null, 2)}\n`], { type: 'application/json' }));
+    const a = $('#flow-download');
+    a.href = this.url;
+    a.download = `flow-${f.id}.json`;
+  },
+
+  async copy() {
+    const el = $('#flow-community-id');
+    const btn = $('#flow-copy');
+    try {
+      await navigator.clipboard.writeText(el.dataset.value);
+      btn.textContent = 'Copied';
+    } catch {
+      // No clipboard (an insecure origin, or permission refused): select it for a manual copy.
+      getSelection().selectAllChildren(el);
+      btn.textContent = 'Selected';
+    }
+  },
+
+  close() {
+    this.gen++;
+    if (this.dialog.open) this.dialog.close();
+  },
 };
 
 /**
@@ -403,6 +512,15 @@ class FlowTable {
     this.empty = empty;
     this.rows = new Map(); // id → tr
     this.order = []; // ids, as shown
+    this.flows = new Map(); // id → the flow record shown
+    const open = (tr) => tr?.dataset.flowId && details.open(tr.dataset.flowId, this.flows.get(tr.dataset.flowId));
+    this.tbody.addEventListener('click', (e) => open(e.target.closest('tr')));
+    this.tbody.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && e.target.matches('tr')) {
+        e.preventDefault();
+        open(e.target);
+      }
+    });
   }
 
   render(flows) {
@@ -413,6 +531,8 @@ class FlowTable {
       if (!tr) {
         tr = document.createElement('tr');
         tr.dataset.flowId = f.id;
+        tr.tabIndex = 0;
+        tr.title = 'Details';
         for (const c of this.cols) {
           const td = document.createElement('td');
           td.dataset.col = c;
@@ -425,7 +545,12 @@ class FlowTable {
         const td = tr.cells[ci];
         const v = value == null ? '' : String(value);
         if (td.dataset.value !== v) td.dataset.value = v;
-        if (td.textContent !== text) td.textContent = text;
+        if (td.textContent !== text) {
+          // An IPv6 endpoint may break before its port.
+          const i = text.lastIndexOf(']:');
+          if ((c === 'src' || c === 'dst') && i > 0) td.replaceChildren(text.slice(0, i + 1), document.createElement('wbr'), text.slice(i + 1));
+          else td.textContent = text;
+        }
         if (title !== undefined && td.title !== title) td.title = title;
         if (tone !== undefined && (td.dataset.tone ?? '') !== tone) td.dataset.tone = tone;
       });
@@ -438,6 +563,7 @@ class FlowTable {
       }
     }
     this.order = flows.map((f) => f.id);
+    this.flows = new Map(flows.map((f) => [f.id, f]));
     this.empty.hidden = flows.length > 0;
   }
 }
@@ -766,6 +892,16 @@ function init() {
     if (status.auth && !dialog.open) dialog.showModal();
   });
   $('#token-form').addEventListener('submit', submitToken);
+  $('#flow-close').addEventListener('click', () => details.close());
+  $('#flow-copy').addEventListener('click', () => details.copy());
+  // A click on the backdrop (the dialog box itself is padded by .inner) closes it.
+  details.dialog.addEventListener('click', (e) => {
+    if (e.target === details.dialog) details.close();
+  });
+  details.dialog.addEventListener('close', () => {
+    details.gen++;
+    details.dialog.dataset.state = '';
+  });
 
   for (const th of document.querySelectorAll('#conn-table th[data-sort]')) {
     th.addEventListener('click', () => conns.setSort(th.dataset.sort));

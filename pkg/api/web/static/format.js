@@ -63,21 +63,39 @@ const dateTimeFmt = new Intl.DateTimeFormat(undefined, {
   year: 'numeric', month: 'short', day: 'numeric',
   hour: '2-digit', minute: '2-digit', second: '2-digit',
 });
-const recentFmt = new Intl.DateTimeFormat(undefined, {
-  month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit',
-});
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+const msFmt = new Intl.DateTimeFormat(undefined, {
+  hour: '2-digit', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3,
+});
+const fullFmt = new Intl.DateTimeFormat(undefined, {
+  weekday: 'short', year: 'numeric', month: 'short', day: 'numeric',
+  hour: '2-digit', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3, timeZoneName: 'short',
+});
 const hmFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const dayFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
 
 /** dateTime formats Unix ms as a local date and time. */
 export const dateTime = (ms) => (Number.isFinite(ms) ? dateTimeFmt.format(ms) : '–');
 
-/** shortTime formats Unix ms as briefly as is clear: the time alone today, no year within 300 days. */
-export function shortTime(ms) {
+/** fullTime formats Unix ms as the full local date and time, to the ms, with the time zone. */
+export const fullTime = (ms) => (Number.isFinite(ms) ? fullFmt.format(ms) : '–');
+
+/** isoDate formats Unix ms as the local date, "2014-03-18". */
+function isoDate(ms) {
+  const d = new Date(ms);
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+
+/**
+ * shortTime formats Unix ms compactly, in local time: the time of day to
+ * the ms ("19:06:08.123", or 12 h as the locale says) within 24 h of now,
+ * else the date and time ("2014-03-18 19:06:08").
+ */
+export function shortTime(ms, now = Date.now()) {
   if (!Number.isFinite(ms)) return '–';
-  if (new Date(ms).toDateString() === new Date().toDateString()) return timeFmt.format(ms);
-  return (Math.abs(Date.now() - ms) < 300 * 86400e3 ? recentFmt : dateTimeFmt).format(ms);
+  if (Math.abs(now - ms) < 86400e3) return msFmt.format(ms);
+  return `${isoDate(ms)} ${timeFmt.format(ms)}`;
 }
 
 /** axisTime formats Unix ms for a time axis whose ticks are stepMs apart. */
