@@ -960,6 +960,10 @@ func checkShown(shown []shownFlow, want []*conv, rc rowCheck) []string {
 	}
 	seen := map[*conv]string{}
 	for _, f := range shown {
+		if f.Proto != "tcp" && f.State == "OTH" && f.StateText != "" && !strings.Contains(f.StateText, "other") {
+			// OTH is midstream TCP; for ICMP it is the only state.
+			probs = append(probs, fmt.Sprintf("flow %s %s: state text %q, want it to say \"other\"", f.ID, f.Proto, f.StateText))
+		}
 		if f.Proto != "tcp" && f.Proto != "udp" && !rc.exact {
 			continue // not the test's (ICMPv6 housekeeping, the ping stream)
 		}

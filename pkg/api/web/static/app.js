@@ -388,7 +388,7 @@ const CELLS = {
   peer: (f) => { const p = peerOf(f) ?? ''; return [p, p]; },
   port: (f) => [f.dst_port ?? 0, f.dst_port ? String(f.dst_port) : '–'],
   state: (f) => {
-    const [words, title, tone] = fmt.state(f.state);
+    const [words, title, tone] = fmt.state(f.state, f.proto);
     return [f.state ?? '', words, f.state ? `${f.state}: ${title}` : '', tone];
   },
   direction: (f) => [f.direction ?? '', fmt.direction(f.direction)],
@@ -456,7 +456,7 @@ const details = {
     $('#flow-summary').textContent = `${(f.proto ?? '').toUpperCase()} ${fmt.endpoint(f.src_ip, f.src_port)} → `
       + `${fmt.endpoint(f.dst_ip, f.dst_port)}${live ? ' · live record (not stored yet)' : ''}`;
     set('community-id', f.community_id);
-    const [words, desc] = fmt.state(f.state);
+    const [words, desc] = fmt.state(f.state, f.proto);
     set('state', f.state ?? '', f.state ? `${words} (${f.state})` : '–', desc);
     set('history', f.history ?? '', f.history, 'Zeek history: upper case from the originator (source)');
     set('tcp-flags', f.tcp_flags ?? '', f.tcp_flags);

@@ -135,8 +135,15 @@ const STATES = {
 /** STATE_CODES are the Zeek conn_state codes the API filters on. */
 export const STATE_CODES = Object.keys(STATES);
 
-/** state returns [words, description, tone] for a Zeek conn_state code. */
-export function state(code) {
+/**
+ * state returns [words, description, tone] for a Zeek conn_state code of a
+ * flow of protocol proto: OTH means midstream TCP, but for ICMP and other
+ * protocols without connections it is the only state there is.
+ */
+export function state(code, proto) {
+  if (code === 'OTH' && proto && proto !== 'tcp') {
+    return ['other', `no connection state for ${proto.toUpperCase()} (Zeek OTH)`, ''];
+  }
   return STATES[code] ?? [code ? code.toLowerCase() : '–', code ?? '', ''];
 }
 
