@@ -67,9 +67,14 @@ type Table struct {
 	// index is an open-addressing hash table: each slot holds an entry's
 	// index+1 in its low 24 bits and 8 bits of the key's hash above them,
 	// so most mismatched probes never touch the entry.
-	index   []uint32
-	mask    uint64
-	seed    uint64
+	index []uint32
+	mask  uint64
+	seed  uint64
+	// last is the entry the previous packet was charged to, plus one:
+	// packets come in bursts of one flow, and a burst's next packet is
+	// then found without hashing or probing. find checks that the entry
+	// is in use and holds the key, so nothing needs to reset it.
+	last    uint32
 	lists   [2]list // active, closing
 	now     int64
 	sweepAt int64
@@ -221,7 +226,7 @@ func (t *Table) Advance(ts int64) {
 func (t *Table) packet(p *decode.Packet, ts int64) (uint32, bool) {
 	sport, dport := flowPorts(p)
 	k, aToB := makeKey(p, sport, dport)
-	i, ok := t.lookup(&k)
+	i, ok := t.find(&k)
 	if ok && p.Proto == decode.ProtoTCP && p.TCPFlags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn {
 		// A new SYN on a connection that has been closed or reset is a
 		// new connection on a reused 4-tuple, unless it repeats the
@@ -268,6 +273,7 @@ func (t *Table) packet(p *decode.Packet, ts int64) (uint32, bool) {
 	} else if p.Proto == decode.ProtoUDP {
 		e.once(dir, seenD, 'D')
 	}
+	t.last = i + 1
 	return i, aToB
 }
 
@@ -535,6 +541,16 @@ const (
 // tag is the part of a hash kept in index slots: bits the slot's position
 // does not already use.
 func tag(h uint64) uint32 { return uint32(h>>32) & slotTag }
+
+// find is lookup, trying the previous packet's flow first.
+func (t *Table) find(k *key) (uint32, bool) {
+	if l := t.last; l != 0 {
+		if e := &t.entries[l-1]; e.inUse && e.k.eq(k) {
+			return l - 1, true
+		}
+	}
+	return t.lookup(k)
+}
 
 func (t *Table) lookup(k *key) (uint32, bool) {
 	h := k.hash(t.seed)

@@ -329,7 +329,7 @@ func TestTable_UpdateDoesNotAllocate(t *testing.T) {
 }
 
 func BenchmarkTable_Update(b *testing.B) {
-	run := func(b *testing.B, max, distinct int) {
+	run := func(b *testing.B, max, distinct, burst int) {
 		tb := NewTable(max)
 		tb.OnEnd = func(*Flow) {}
 		pkts := make([]decode.Packet, distinct)
@@ -340,12 +340,14 @@ func BenchmarkTable_Update(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; b.Loop(); i++ {
-			tb.Update(&pkts[i%len(pkts)], int64(i))
+			tb.Update(&pkts[i/burst%len(pkts)], int64(i))
 		}
 	}
-	b.Run("hit", func(b *testing.B) { run(b, 16384, 1000) })
-	b.Run("miss", func(b *testing.B) { run(b, 1<<20, 1<<20) })
-	b.Run("evict", func(b *testing.B) { run(b, 1024, 100000) })
+	b.Run("hit", func(b *testing.B) { run(b, 16384, 1000, 1) })
+	// Packets in bursts of 8 of one flow, as a TCP window's worth comes.
+	b.Run("burst", func(b *testing.B) { run(b, 16384, 1000, 8) })
+	b.Run("miss", func(b *testing.B) { run(b, 1<<20, 1<<20, 1) })
+	b.Run("evict", func(b *testing.B) { run(b, 1024, 100000, 1) })
 }
 
 // Under pressure the longest-idle flow goes first, whichever list it is
