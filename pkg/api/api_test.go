@@ -87,7 +87,7 @@ func TestServer_stats(t *testing.T) {
 	f.getJSON(t, "/api/stats", 200, &got)
 	want := StatsResponse{
 		UptimeSeconds: 120, TotalPackets: 1500, TotalBytes: 150000, ActiveConnections: 3,
-		PacketsPerSecond: 500, BytesPerSecond: 50000, RateWindowSeconds: 10,
+		Rates: Rates{PacketsPerSecond: 500, BytesPerSecond: 50000}, RateWindowSeconds: 10,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("/api/stats (-want +got):\n%s", diff)

@@ -232,33 +232,45 @@ func endpoint(ip string, port uint16) string {
 // those of the traffic the watched namespace received and sent (see
 // live.Stats): internal and unknown-direction flows count in neither.
 type StatsResponse struct {
-	UptimeSeconds       int64   `json:"uptime_seconds"`
-	TotalPackets        uint64  `json:"total_packets"`
-	TotalBytes          uint64  `json:"total_bytes"`
-	ActiveConnections   int     `json:"active_connections"`
+	UptimeSeconds     int64  `json:"uptime_seconds"`
+	TotalPackets      uint64 `json:"total_packets"`
+	TotalBytes        uint64 `json:"total_bytes"`
+	ActiveConnections int    `json:"active_connections"`
+	Rates
+	RateWindowSeconds float64 `json:"rate_window_seconds"`
+}
+
+// Rates are the current rates of /api/stats and the stream's stats
+// messages, in their JSON object.
+type Rates struct {
 	PacketsPerSecond    float64 `json:"packets_per_second"`
 	BytesPerSecond      float64 `json:"bytes_per_second"`
 	PacketsInPerSecond  float64 `json:"packets_in_per_second"`
 	PacketsOutPerSecond float64 `json:"packets_out_per_second"`
 	BytesInPerSecond    float64 `json:"bytes_in_per_second"`
 	BytesOutPerSecond   float64 `json:"bytes_out_per_second"`
-	RateWindowSeconds   float64 `json:"rate_window_seconds"`
 }
 
-func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
-	st := s.Live.Stats()
-	writeJSON(w, http.StatusOK, StatsResponse{
-		UptimeSeconds:       int64(st.Uptime / time.Second),
-		TotalPackets:        st.TotalPackets,
-		TotalBytes:          st.TotalBytes,
-		ActiveConnections:   st.ActiveFlows,
+func ratesOf(st *live.Stats) Rates {
+	return Rates{
 		PacketsPerSecond:    st.PacketsPerSecond,
 		BytesPerSecond:      st.BytesPerSecond,
 		PacketsInPerSecond:  st.PacketsInPerSecond,
 		PacketsOutPerSecond: st.PacketsOutPerSecond,
 		BytesInPerSecond:    st.BytesInPerSecond,
 		BytesOutPerSecond:   st.BytesOutPerSecond,
-		RateWindowSeconds:   s.Live.RateWindow.Seconds(),
+	}
+}
+
+func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	st := s.Live.Stats()
+	writeJSON(w, http.StatusOK, StatsResponse{
+		UptimeSeconds:     int64(st.Uptime / time.Second),
+		TotalPackets:      st.TotalPackets,
+		TotalBytes:        st.TotalBytes,
+		ActiveConnections: st.ActiveFlows,
+		Rates:             ratesOf(&st),
+		RateWindowSeconds: s.Live.RateWindow.Seconds(),
 	})
 }
 
@@ -306,13 +318,17 @@ type FlowsResponse struct {
 	NextCursor string `json:"next_cursor"`
 }
 
-var flowsParams = func() map[string]bool {
-	m := map[string]bool{"order": true, "limit": true, "cursor": true, "format": true}
-	for _, p := range filterParams {
+var flowsParams = withFilterParams("order", "limit", "cursor", "format")
+
+// withFilterParams is the set of the query parameters names and
+// filterParams.
+func withFilterParams(names ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, p := range append(names, filterParams...) {
 		m[p] = true
 	}
 	return m
-}()
+}
 
 func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) {
 	p, err := parseParams(r.URL.RawQuery, flowsParams)
@@ -469,32 +485,21 @@ func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 // statsMessage is the stream's stats message: total_packets, total_bytes
 // and active_connections are the original's.
 type statsMessage struct {
-	Type              string  `json:"type"` // "stats"
-	TotalPackets      uint64  `json:"total_packets"`
-	TotalBytes        uint64  `json:"total_bytes"`
-	ActiveConnections int     `json:"active_connections"`
-	PacketsPerSecond  float64 `json:"packets_per_second"`
-	BytesPerSecond    float64 `json:"bytes_per_second"`
-	// The in and out rates, as in StatsResponse.
-	PacketsInPerSecond  float64 `json:"packets_in_per_second"`
-	PacketsOutPerSecond float64 `json:"packets_out_per_second"`
-	BytesInPerSecond    float64 `json:"bytes_in_per_second"`
-	BytesOutPerSecond   float64 `json:"bytes_out_per_second"`
-	Timestamp           int64   `json:"timestamp"` // Unix ms
+	Type              string `json:"type"` // "stats"
+	TotalPackets      uint64 `json:"total_packets"`
+	TotalBytes        uint64 `json:"total_bytes"`
+	ActiveConnections int    `json:"active_connections"`
+	Rates
+	Timestamp int64 `json:"timestamp"` // Unix ms
 }
 
 func newStatsMessage(st live.Stats, now time.Time) statsMessage {
 	return statsMessage{
-		Type:                "stats",
-		TotalPackets:        st.TotalPackets,
-		TotalBytes:          st.TotalBytes,
-		ActiveConnections:   st.ActiveFlows,
-		PacketsPerSecond:    st.PacketsPerSecond,
-		BytesPerSecond:      st.BytesPerSecond,
-		PacketsInPerSecond:  st.PacketsInPerSecond,
-		PacketsOutPerSecond: st.PacketsOutPerSecond,
-		BytesInPerSecond:    st.BytesInPerSecond,
-		BytesOutPerSecond:   st.BytesOutPerSecond,
-		Timestamp:           now.UnixMilli(),
+		Type:              "stats",
+		TotalPackets:      st.TotalPackets,
+		TotalBytes:        st.TotalBytes,
+		ActiveConnections: st.ActiveFlows,
+		Rates:             ratesOf(&st),
+		Timestamp:         now.UnixMilli(),
 	}
 }

@@ -38,13 +38,7 @@ type SeriesResponse struct {
 	Series      []SeriesData `json:"series"`
 }
 
-var seriesParams = func() map[string]bool {
-	m := map[string]bool{"step": true, "by": true, "metric": true}
-	for _, p := range filterParams {
-		m[p] = true
-	}
-	return m
-}()
+var seriesParams = withFilterParams("step", "by", "metric")
 
 func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 	p, err := parseParams(r.URL.RawQuery, seriesParams)

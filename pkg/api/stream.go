@@ -16,13 +16,7 @@ import (
 // streamParams are the parameters /api/stream knows. Unknown ones are an
 // error only with flows=1 (where a mistyped filter would silently match
 // everything); the original stream took none.
-var streamParams = func() map[string]bool {
-	m := map[string]bool{"flows": true, "access_token": true}
-	for _, p := range filterParams {
-		m[p] = true
-	}
-	return m
-}()
+var streamParams = withFilterParams("flows", "access_token")
 
 // flowMessage is a flow update on the stream.
 type flowMessage struct {
