@@ -181,21 +181,16 @@ type Handle uint32
 // flow's handle (0 for a fragment waiting for its first fragment). It ends
 // flows whose idle timeout has passed in packet time.
 func (t *Table) Update(p *decode.Packet, ts int64) Handle {
-	if ts > t.now {
-		t.now = ts
-	}
-	if t.now >= t.sweepAt {
-		t.sweep()
-	}
-	switch p.Frag {
-	case decode.LaterFragment:
+	t.advance(ts)
+	if p.Frag == decode.LaterFragment {
 		return t.laterFragment(p, ts)
-	case decode.FirstFragment:
-		i, aToB := t.packet(p, ts)
-		t.firstFragment(p, &t.entries[i], aToB)
-		return Handle(i + 1)
 	}
-	i, _ := t.packet(p, ts)
+	var s Summary
+	s.set(p, ts)
+	i, aToB := t.packet(&s)
+	if p.Frag == decode.FirstFragment {
+		t.firstFragment(p, &t.entries[i], aToB)
+	}
 	return Handle(i + 1)
 }
 
@@ -212,7 +207,9 @@ func (t *Table) ID(h Handle) uint64 {
 // Advance moves the table's clock to ts (Unix nanoseconds) if it is later,
 // ending flows whose timeout has passed. A live capture calls it while no
 // packet arrives, so that idle flows still end.
-func (t *Table) Advance(ts int64) {
+func (t *Table) Advance(ts int64) { t.advance(ts) }
+
+func (t *Table) advance(ts int64) {
 	if ts > t.now {
 		t.now = ts
 	}
@@ -221,13 +218,14 @@ func (t *Table) Advance(ts int64) {
 	}
 }
 
-// packet charges p to its flow and returns the entry's index and the
-// packet's direction in key terms.
-func (t *Table) packet(p *decode.Packet, ts int64) (uint32, bool) {
-	sport, dport := flowPorts(p)
-	k, aToB := makeKey(p, sport, dport)
-	i, ok := t.find(&k)
-	if ok && p.Proto == decode.ProtoTCP && p.TCPFlags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn {
+// packet charges the packet s summarizes to its flow and returns the
+// entry's index and the packet's direction in key terms.
+func (t *Table) packet(s *Summary) (uint32, bool) {
+	k := &s.k
+	aToB := s.bits&sumAToB != 0
+	tcp := k.proto == decode.ProtoTCP
+	i, ok := t.find(k)
+	if ok && tcp && s.flags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn {
 		// A new SYN on a connection that has been closed or reset is a
 		// new connection on a reused 4-tuple, unless it repeats the
 		// initial SYN's sequence number: then it is a retransmission
@@ -237,20 +235,20 @@ func (t *Table) packet(p *decode.Packet, ts int64) (uint32, bool) {
 			if aToB != e.origIsA {
 				dir = 1
 			}
-			if e.seen>>(8*dir)&seenS == 0 || e.synSeq[dir] != p.Seq {
+			if e.seen>>(8*dir)&seenS == 0 || e.synSeq[dir] != s.seq {
 				t.end(i, endReused)
 				ok = false
 			}
 		}
 	}
 	if !ok {
-		i = t.insert(&k, ts)
+		i = t.insert(k, s.ts)
 		e := &t.entries[i]
 		e.origIsA = aToB
-		if p.HasVLAN {
-			e.vlan = p.VLAN + 1
+		if s.bits&sumVLAN != 0 {
+			e.vlan = s.vlan + 1
 		}
-		if p.Proto == decode.ProtoTCP && p.TCPFlags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn|decode.TCPAck {
+		if tcp && s.flags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn|decode.TCPAck {
 			// The first packet is a SYN-ACK: its receiver is the
 			// originator. Zeek marks such a flip with '^'.
 			e.origIsA = !aToB
@@ -263,14 +261,14 @@ func (t *Table) packet(p *decode.Packet, ts int64) (uint32, bool) {
 	if aToB != e.origIsA {
 		dir = 1
 	}
-	t.charge(i, dir, p.Length, ts)
-	if p.Proto == decode.ProtoTCP && p.HasPorts {
-		e.tcpUpdate(dir, p)
+	t.charge(i, dir, s.length, s.ts)
+	if tcp && s.bits&sumPorts != 0 {
+		e.tcpUpdate(dir, s)
 		if e.list == listActive && e.closing() {
 			t.unlink(i)
 			t.pushBack(listClosing, i)
 		}
-	} else if p.Proto == decode.ProtoUDP {
+	} else if k.proto == decode.ProtoUDP {
 		e.once(dir, seenD, 'D')
 	}
 	t.last = i + 1
@@ -379,7 +377,8 @@ func (t *Table) laterFragment(p *decode.Packet, ts int64) Handle {
 // flow of their addresses and protocol, with ports zero.
 func (t *Table) orphan(src, dst netip.Addr, proto uint8, vlan uint16, hasVLAN bool, pkts, bytes uint64, first, last int64) Handle {
 	p := decode.Packet{Src: src, Dst: dst, Proto: proto, VLAN: vlan, HasVLAN: hasVLAN}
-	k, aToB := makeKey(&p, 0, 0)
+	var k key
+	aToB := makeKey(&k, &p, 0, 0)
 	i, ok := t.lookup(&k)
 	if !ok {
 		i = t.insert(&k, first)

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/lightshark-dev/lightshark-mini/pkg/decode"
 )
@@ -399,5 +400,37 @@ func TestFlow_AppendJSONDoesNotAllocate(t *testing.T) {
 	buf := make([]byte, 0, 1024)
 	if n := testing.AllocsPerRun(1000, func() { buf = f.AppendJSON(buf[:0]) }); n != 0 {
 		t.Errorf("got %v allocations, want 0", n)
+	}
+}
+
+func TestSummary_IsOneCacheLine(t *testing.T) {
+	if got := unsafe.Sizeof(Summary{}); got != 64 {
+		t.Errorf("got %d bytes, want 64", got)
+	}
+}
+
+func TestTable_UpdateSummaryDoesNotAllocate(t *testing.T) {
+	tb := NewTable(1024)
+	tb.OnEnd = func(*Flow) {}
+	sums := make([]Summary, 2048)
+	ts := int64(0)
+	for i := range sums {
+		p := udp(cli, srv, uint16(i), 53, 100)
+		ts++
+		if !sums[i].Set(&p, ts) {
+			t.Fatal("Set: got false for a whole datagram, want true")
+		}
+		tb.UpdateSummary(&sums[i])
+	}
+	n := 0
+	allocs := testing.AllocsPerRun(10000, func() {
+		s := &sums[n%len(sums)]
+		ts++
+		s.ts = ts
+		tb.UpdateSummary(s) // hits, misses and evictions
+		n += 7
+	})
+	if allocs != 0 {
+		t.Errorf("got %v allocations per UpdateSummary, want 0", allocs)
 	}
 }

@@ -37,8 +37,8 @@ func (e *entry) setState(dir int, s uint8) {
 // tcpUpdate runs Zeek's per-endpoint state machine (UpdateStateMachine in
 // TCPSessionAdapter.cc, without the sequence-number checks) and records the
 // history letters, for a segment from direction dir (0: originator).
-func (e *entry) tcpUpdate(dir int, p *decode.Packet) {
-	fl := p.TCPFlags
+func (e *entry) tcpUpdate(dir int, p *Summary) {
+	fl := p.flags
 	syn, ack, fin, rst := fl&decode.TCPSyn != 0, fl&decode.TCPAck != 0, fl&decode.TCPFin != 0, fl&decode.TCPRst != 0
 	isOrig := dir == 0
 	peer := 1 - dir
@@ -70,7 +70,7 @@ func (e *entry) tcpUpdate(dir int, p *decode.Packet) {
 		}
 		if e.tcpState[dir] == tcpInactive {
 			switch {
-			case !isOrig && p.Payload == 0 && e.tcpState[0] == tcpSynSent:
+			case !isOrig && p.bits&sumPayload == 0 && e.tcpState[0] == tcpSynSent:
 				// An ACK of the SYN before the SYN-ACK: not a partial connection.
 			case ack && e.tcpState[peer] == tcpEstablished:
 				e.setState(dir, tcpEstablished)
@@ -109,7 +109,7 @@ func (e *entry) tcpUpdate(dir int, p *decode.Packet) {
 
 // tcpHistory appends Zeek's history letters for one segment
 // (update_history in TCPSessionAdapter.cc): upper case from the originator.
-func (e *entry) tcpHistory(dir int, p *decode.Packet, syn, ack, fin, rst bool) {
+func (e *entry) tcpHistory(dir int, p *Summary, syn, ack, fin, rst bool) {
 	bits := 0
 	for _, b := range [3]bool{syn, fin, rst} {
 		if b {
@@ -129,23 +129,23 @@ func (e *entry) tcpHistory(dir int, p *decode.Packet, syn, ack, fin, rst bool) {
 			c = 'H'
 		}
 		// A SYN is recorded again when its sequence number changes.
-		if e.seen>>(8*dir)&seenS == 0 || e.synSeq[dir] != p.Seq {
+		if e.seen>>(8*dir)&seenS == 0 || e.synSeq[dir] != p.seq {
 			e.seen |= seenS << (8 * dir)
 			e.addHistory(dir, c)
 		}
-		e.synSeq[dir] = p.Seq
+		e.synSeq[dir] = p.seq
 	case fin:
 		e.once(dir, seenF, 'F')
 	case rst:
 		e.once(dir, seenR, 'R')
 	default:
-		if p.Payload > 0 {
+		if p.bits&sumPayload != 0 {
 			e.once(dir, seenD, 'D')
 		} else if ack {
 			e.once(dir, seenA, 'A')
 		}
 	}
-	if p.Payload > 0 {
+	if p.bits&sumPayload != 0 {
 		e.seen |= seenData << (8 * dir)
 	}
 }
