@@ -303,8 +303,11 @@ func dashboardLive(t *testing.T, b *browser) {
 	tp.startDNS(t)
 	td := tp.startTcpdump(t)
 	// Closed connections stay in the live view for two minutes (the
-	// connections table shows active flows).
-	p := startSplit(t, tp, splitOptions{capArgs: []string{"--closed-timeout", "120"}})
+	// connections table shows active flows). With a one-second
+	// aggregation window, the history chart draws on the stored windows
+	// (exact), where the import's draws on the flows.
+	p := startSplit(t, tp, splitOptions{capArgs: []string{"--closed-timeout", "120"},
+		apiArgs: []string{"--aggregation-window", "1"}})
 	base := nsProxy(t, tp.server, apiAddr)
 
 	// The known flows, each in a different state: two HTTP GETs (IPv4,
@@ -433,6 +436,12 @@ for _ in range(60):
 			t.Errorf("pages 1 and 2 against tshark:\n%s", strings.Join(probs, "\n"))
 		}
 		tb.checkNDJSON(t, "", want)
+		// The chart of the same query, from the windows: tshark's bytes.
+		var total uint64
+		for _, cv := range want {
+			total += cv.bytes()
+		}
+		tb.waitChart(t, total, []string{"tcp"}, "windows")
 		tb.click(t, "#flows-prev")
 		tb.waitPage(t, 1, dashPageSize, false, true)
 		if again := rowIDs(tb.rows(t, "#flows-table")); !mapsEqual(again, ids1) {
