@@ -21,6 +21,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // static holds the dashboard's files, served at the root: index.html at /,
@@ -53,9 +54,12 @@ type asset struct {
 	gzETag      string
 }
 
-// handler serves the assets. It is immutable once built.
+// handler serves the assets. Once compressed (on the first request for a
+// file, so that an API server nobody browses never pays for a
+// compressor), it is immutable.
 type handler struct {
-	assets map[string]*asset // by URL path: "/" for index.html, "/app.js"
+	assets   map[string]*asset // by URL path: "/" for index.html, "/app.js"
+	compress sync.Once         // fills each asset's gz and gzETag
 }
 
 // Handler returns the dashboard's handler: GET and HEAD of / (index.html)
@@ -103,15 +107,23 @@ func newAsset(name string, body []byte) *asset {
 	}
 	sum := sha256.Sum256(body)
 	tag := base64.RawURLEncoding.EncodeToString(sum[:18])
-	a := &asset{contentType: ct, body: body, etag: `"` + tag + `"`}
+	return &asset{contentType: ct, body: body, etag: `"` + tag + `"`}
+}
+
+// gzipAll gzips every asset with one compressor (a compressor at the best
+// level holds about a megabyte), keeping the result where it is smaller.
+func (h *handler) gzipAll() {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // the level is valid
-	_, _ = zw.Write(body)                                    // a bytes.Buffer does not fail
-	_ = zw.Close()
-	if buf.Len() < len(body) {
-		a.gz, a.gzETag = buf.Bytes(), `"`+tag+`-gz"`
+	for _, a := range h.assets {
+		buf.Reset()
+		zw.Reset(&buf)
+		_, _ = zw.Write(a.body) // a bytes.Buffer does not fail
+		_ = zw.Close()
+		if buf.Len() < len(a.body) {
+			a.gz, a.gzETag = bytes.Clone(buf.Bytes()), strings.TrimSuffix(a.etag, `"`)+`-gz"`
+		}
 	}
-	return a
 }
 
 // ServeHTTP serves the asset at r.URL.Path.
@@ -133,6 +145,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 		return
 	}
+	h.compress.Do(h.gzipAll)
 	hdr.Set("Content-Security-Policy", contentSecurityPolicy(r.Host))
 	hdr.Set("X-Frame-Options", "DENY")
 	hdr.Set("Cache-Control", "no-cache")

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -329,5 +330,26 @@ func TestStatic_CSPClean(t *testing.T) {
 	}
 	if len(refs) < 4 {
 		t.Errorf("found %d references, want at least the stylesheet, the icon and the modules", len(refs))
+	}
+}
+
+// TestHandler_startsSmall: building the handler costs about the files'
+// size, not a gzip compressor's megabyte (the API server builds it at
+// start, browsed or not, and it runs under a memory limit of a few MiB);
+// the files are compressed on the first request.
+func TestHandler_startsSmall(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	h := Handler()
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 2*MaxTotalSize {
+		t.Errorf("Handler allocated %d bytes, want at most %d (twice the files' bound)", got, 2*MaxTotalSize)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Encoding") != "gzip" {
+		t.Errorf("first request: status %d, Content-Encoding %q; want 200 gzip", rec.Code, rec.Header().Get("Content-Encoding"))
 	}
 }
