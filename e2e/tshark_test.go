@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/netip"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lightshark-dev/lightshark-mini/pkg/testenv"
 )
 
 // conv is one TCP or UDP conversation as tshark answers it: a TCP stream
@@ -287,39 +288,13 @@ func parseEpoch(t testing.TB, s string) time.Time {
 	return time.Unix(n, ns).UTC()
 }
 
-// sharedOracle is the part of shared/pcaps/oracle/conformance/NAME.json
-// the dashboard tests use (keys: shared/pcaps/make-oracle.sh).
-type sharedOracle struct {
-	Packets       uint64 `json:"packets"`
-	TotalBytes    uint64 `json:"total_bytes"`
-	Conversations map[string][]struct {
-		A, B       string
-		PortA      uint16  `json:"port_a"`
-		PortB      uint16  `json:"port_b"`
-		FramesAToB uint64  `json:"frames_a_to_b"`
-		BytesAToB  uint64  `json:"bytes_a_to_b"`
-		FramesBToA uint64  `json:"frames_b_to_a"`
-		BytesBToA  uint64  `json:"bytes_b_to_a"`
-		TCPStream  *int    `json:"tcp_stream"`
-		Duration   float64 `json:"duration"`
-		Verified   bool    `json:"verified"`
-	} `json:"conversations"`
-}
-
 // importOracle returns what tshark answered about a conformance capture:
 // the oracle file's totals and its TCP and UDP conversations (numbers from
 // the oracle file), with the times and TCP flags of each read from tshark's
 // per-frame fields (tsharkConvs), which must agree with the file's numbers.
-func importOracle(t testing.TB, shared, name string) (sharedOracle, []*conv) {
+func importOracle(t testing.TB, shared, name string) (testenv.Oracle, []*conv) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(shared, "pcaps", "oracle", "conformance", name+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var o sharedOracle
-	if err := json.Unmarshal(b, &o); err != nil {
-		t.Fatalf("oracle of %s: %v", name, err)
-	}
+	o := testenv.ReadOracle(t, filepath.Join(shared, "pcaps", "oracle", "conformance", name+".json"))
 	frames := tsharkConvs(t, filepath.Join(shared, "pcaps", "conformance", name))
 	byKey := map[string]*conv{}
 	for _, c := range frames {

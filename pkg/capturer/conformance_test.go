@@ -20,42 +20,10 @@ import (
 	"github.com/lightshark-dev/lightshark-mini/pkg/testenv"
 )
 
-// oracle is the part of shared/pcaps/oracle/<folder>/<file>.json the tests
-// use (the keys are described in shared/pcaps/make-oracle.sh).
-type oracle struct {
-	File        string `json:"file"`
-	TsharkExit  int    `json:"tshark_exit"`
-	Frames      uint64 `json:"frames"`
-	Packets     uint64 `json:"packets"`
-	TotalBytes  uint64 `json:"total_bytes"`
-	FileRecords uint64 `json:"file_records"`
-	LinkType    struct {
-		Low16 []uint32 `json:"linktype_low16"`
-	} `json:"link_type"`
-	Conversations map[string][]struct {
-		A, B       string
-		PortA      uint16 `json:"port_a"`
-		PortB      uint16 `json:"port_b"`
-		FramesAToB uint64 `json:"frames_a_to_b"`
-		BytesAToB  uint64 `json:"bytes_a_to_b"`
-		FramesBToA uint64 `json:"frames_b_to_a"`
-		BytesBToA  uint64 `json:"bytes_b_to_a"`
-		Verified   bool   `json:"verified"`
-	} `json:"conversations"`
-}
+// oracle is tshark's answer about a capture (testenv.Oracle).
+type oracle = testenv.Oracle
 
-func readOracle(t *testing.T, path string) oracle {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var o oracle
-	if err := json.Unmarshal(b, &o); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return o
-}
+func readOracle(t *testing.T, path string) oracle { return testenv.ReadOracle(t, path) }
 
 // runFile aggregates a capture file with the default settings and returns
 // its flows and statistics.
