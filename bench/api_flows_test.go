@@ -88,6 +88,34 @@ func BenchmarkAPIFlows(b *testing.B) {
 			results.add(secAPI, fmt.Sprintf("`GET /api/flows?%s` over %d rows: %s (%d flows in the page)", shortQuery(q.query), rows, q.name, len(first.Flows)),
 				l.String(), "p99 < "+ms(targetFlowsP99), errs == 0 && l.p99 < targetFlowsP99)
 		}
+		// The dashboard's history chart: /api/series over an hour and
+		// over the whole day (each flow spread over its lifetime, as
+		// without --aggregation-window), by protocol and by peer.
+		// Fewer runs: the day reads every row.
+		day := apiFlowsStart.Format(time.RFC3339) + "&until=" + apiFlowsStart.Add(24*time.Hour).Format(time.RFC3339)
+		hour := apiFlowsStart.Add(12*time.Hour).Format(time.RFC3339) + "&until=" + apiFlowsStart.Add(13*time.Hour).Format(time.RFC3339)
+		for _, q := range []struct{ name, query string }{
+			{"an hour by protocol", "since=" + hour},
+			{"the day by protocol", "since=" + day},
+			{"the day by peer", "since=" + day + "&by=peer"},
+		} {
+			u := srv.base + "/api/series?" + q.query
+			if err := httpGet(hc, u); err != nil {
+				b.Fatalf("GET %s: %v", u, err)
+			}
+			lat := make([]time.Duration, max(n/10, 5))
+			errs := 0
+			for i := range lat {
+				t0 := time.Now()
+				if err := httpGet(hc, u); err != nil {
+					errs++
+				}
+				lat[i] = time.Since(t0)
+			}
+			l := summarise(lat, errs, 0)
+			results.add(secAPI, fmt.Sprintf("`GET /api/series` over %d rows: %s (the dashboard's history chart)", rows, q.name),
+				l.String(), "", errs == 0)
+		}
 		srv.rssRow(fmt.Sprintf("serving /api/flows over %d rows", rows))
 		srv.stop(b)
 	}
