@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/netip"
@@ -342,7 +343,7 @@ time.sleep(600)`, tp.B4.String(), strconv.Itoa(httpPort))
 	for _, cv := range known {
 		states[cv.Proto+" "+cv.State]++
 	}
-	if want := map[string]int{"tcp SF": 2, "tcp REJ": 1, "tcp S1": 1, "udp SF": 1, "udp S0": 1}; !mapsEqual(states, want) {
+	if want := map[string]int{"tcp SF": 2, "tcp REJ": 1, "tcp S1": 1, "udp SF": 1, "udp S0": 1}; !maps.Equal(states, want) {
 		t.Fatalf("tshark saw %v in tcpdump's file, want %v:\n%v", states, want, known)
 	}
 	tb := b.newTab(t, "live", base)
@@ -444,7 +445,7 @@ for _ in range(60):
 		tb.waitChart(t, total, []string{"tcp"}, "windows")
 		tb.click(t, "#flows-prev")
 		tb.waitPage(t, 1, dashPageSize, false, true)
-		if again := rowIDs(tb.rows(t, "#flows-table")); !mapsEqual(again, ids1) {
+		if again := rowIDs(tb.rows(t, "#flows-table")); !maps.Equal(again, ids1) {
 			t.Errorf("page 1 after prev holds other flows than before next")
 		}
 	})
@@ -1093,18 +1094,6 @@ func keysByBytes(cs []*conv, key func(*conv) string) []string {
 		return strings.Compare(a, b)
 	})
 	return keys
-}
-
-func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func randomToken(t *testing.T) string {

@@ -61,15 +61,8 @@ func TestAPIServerKill9(t *testing.T) {
 		p.waitReconnected(t, id, 20*time.Second)
 	}
 	time.Sleep(time.Second)
-	s.stop(t)
-	p.cap.stop(t, 10*time.Second)
-	td.stop(t)
-	st := p.capturerStats(t, id)
-	got := p.flows(t)
-	n := compareWithOracle(t, tp, got, oracle(t, td.file), st.KernelDrops)
+	got, st, n := p.stopAndCompare(t, tp, id, s, td)
 	t.Logf("compared %d flows after 10 kills", n)
-	p.stopAPI(t)
-	integrityCheck(t, p.db)
 	checkNothingLost(t, p, id, got, st)
 }
 
@@ -204,14 +197,7 @@ func TestDiskFull(t *testing.T) {
 		return h.Status == "ok"
 	})
 	time.Sleep(2 * time.Second)
-	s.stop(t)
-	p.cap.stop(t, 10*time.Second)
-	td.stop(t)
-	st := p.capturerStats(t, id)
-	got := p.flows(t)
-	compareWithOracle(t, tp, got, oracle(t, td.file), st.KernelDrops)
-	p.stopAPI(t)
-	integrityCheck(t, p.db)
+	p.stopAndCompare(t, tp, id, s, td)
 	if p.api.exited() && strings.Contains(p.api.out.String(), "panic") {
 		t.Errorf("the API server panicked:\n%s", tail(p.api.out.String(), 4096))
 	}

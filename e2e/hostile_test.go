@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -83,24 +84,12 @@ func TestReplayRobustness(t *testing.T) {
 	if st.KernelDrops == 0 {
 		off := offlineStats(t, td.file)
 		if off.Packets != st.Packets || off.Bytes != st.Bytes || off.NonIP != st.NonIP ||
-			off.FlowPackets != st.FlowPackets || !equalCounts(off.DecodeErrors, st.DecodeErrors) {
+			off.FlowPackets != st.FlowPackets || !maps.Equal(off.DecodeErrors, st.DecodeErrors) {
 			t.Errorf("live capture stats differ from the offline mode's on tcpdump's file:\n live    %+v\n offline %+v", st, off)
 		}
 	}
 	p.stopAPI(t)
 	integrityCheck(t, p.db)
-}
-
-func equalCounts(a, b map[string]uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // offlineStats returns the capture statistics of the capturer's offline

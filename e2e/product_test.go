@@ -260,6 +260,24 @@ func (p *product) waitReconnected(t *testing.T, id string, d time.Duration) {
 	})
 }
 
+// stopAndCompare ends a fault test's run: it stops the traffic s, the
+// capturer id and tcpdump td, compares the API's flows with tcpdump's
+// (compareWithOracle), stops the API server and checks the database's
+// integrity. It returns the flows, the capturer's final statistics and
+// the number of flows compared.
+func (p *product) stopAndCompare(t *testing.T, tp *topo, id string, s *stream, td *tcpdump) ([]record.Flow, record.CaptureStats, int) {
+	t.Helper()
+	s.stop(t)
+	p.cap.stop(t, 10*time.Second)
+	td.stop(t)
+	st := p.capturerStats(t, id)
+	got := p.flows(t)
+	n := compareWithOracle(t, tp, got, oracle(t, td.file), st.KernelDrops)
+	p.stopAPI(t)
+	integrityCheck(t, p.db)
+	return got, st, n
+}
+
 // capturerStats returns the latest statistics of capturer instance id.
 func (p *product) capturerStats(t testing.TB, id string) record.CaptureStats {
 	t.Helper()

@@ -468,18 +468,7 @@ func TestImport(t *testing.T) {
 			cmd := mini("--read", pcap, "--listen", api, "--db-path", filepath.Join(dir, "traffic.db"),
 				"--socket", filepath.Join(dir, "run", "ipc.sock"))
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: tt.cred}
-			logs := &testenv.Buffer{}
-			cmd.Stdout, cmd.Stderr = logs, logs
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				cmd.Process.Kill()
-				cmd.Wait()
-				if t.Failed() {
-					t.Logf("log:\n%s", logs.String())
-				}
-			}()
+			logs := startLogged(t, cmd)
 			var got int
 			waitFor(t, 30*time.Second, fmt.Sprintf("the file's %d flows in /api/flows", want), func() bool {
 				out, err := exec.Command("curl", "-sf", "http://"+api+"/api/flows?format=ndjson").Output()
@@ -573,18 +562,7 @@ func TestSecondSignal(t *testing.T) {
 	// first signal alone would take it seconds to give up its last batch.
 	cmd := mini("-i", "lo", "--listen", api, "--db-path", filepath.Join(dir, "traffic.db"),
 		"--socket", filepath.Join(dir, "run", "ipc.sock"))
-	logs := &testenv.Buffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("log:\n%s", logs.String())
-		}
-	}()
+	logs := startLogged(t, cmd)
 	capPID := child(t, cmd.Process.Pid, "lightshark-capt")
 	apiPID := child(t, cmd.Process.Pid, "lightshark-apis")
 	waitFor(t, 10*time.Second, "the capture to start", func() bool { return strings.Contains(logs.String(), "capture started") })
@@ -603,4 +581,23 @@ func TestSecondSignal(t *testing.T) {
 	waitFor(t, 5*time.Second, "the children to die with it", func() bool {
 		return syscall.Kill(capPID, 0) != nil && syscall.Kill(apiPID, 0) != nil
 	})
+}
+
+// startLogged starts cmd with its output in the returned buffer; at the
+// end of the test it kills cmd and, if the test failed, logs the output.
+func startLogged(t *testing.T, cmd *exec.Cmd) *testenv.Buffer {
+	t.Helper()
+	logs := &testenv.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
+	return logs
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -428,23 +429,11 @@ func (td *tcpdump) stable() (map[string]dirCounts, error) {
 	if err != nil {
 		return nil, err
 	}
-	if td.last != nil && equalCounts(m, td.last) {
+	if td.last != nil && maps.Equal(m, td.last) {
 		return m, nil
 	}
 	td.last = m
 	return nil, errors.New("tcpdump's counts are still changing")
-}
-
-func equalCounts(a, b map[string]dirCounts) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 type endpoint struct {
