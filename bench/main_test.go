@@ -400,12 +400,27 @@ func buildBin(tb testing.TB, pkg, name string) string {
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+			return
 		}
+		// Written back, as an installed binary is: the kernel keeps a
+		// fresh file's dirty pages in the page cache whatever the process
+		// asks (codepages.Release).
+		b.err = syncFile(b.path)
 	})
 	if b.err != nil {
 		tb.Fatal(b.err)
 	}
 	return b.path
+}
+
+// syncFile flushes the file at path to disk.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // capturerBin returns the lightshark-capturer binary built from this tree.

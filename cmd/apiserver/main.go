@@ -18,6 +18,7 @@ import (
 
 	"github.com/lightshark-dev/lightshark-mini/pkg/apiserver"
 	"github.com/lightshark-dev/lightshark-mini/pkg/cli"
+	"github.com/lightshark-dev/lightshark-mini/pkg/codepages"
 	"github.com/lightshark-dev/lightshark-mini/pkg/config"
 	"github.com/lightshark-dev/lightshark-mini/pkg/logging"
 )
@@ -93,6 +94,8 @@ func serve(ctx context.Context, c *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Started: the code that ran to get here need not stay resident.
+	codepages.LogRelease(log)
 	<-ctx.Done()
 	log.Info("shutting down")
 	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

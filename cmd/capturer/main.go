@@ -25,6 +25,7 @@ import (
 	"github.com/lightshark-dev/lightshark-mini/pkg/capture"
 	"github.com/lightshark-dev/lightshark-mini/pkg/capturer"
 	"github.com/lightshark-dev/lightshark-mini/pkg/cli"
+	"github.com/lightshark-dev/lightshark-mini/pkg/codepages"
 	"github.com/lightshark-dev/lightshark-mini/pkg/config"
 	"github.com/lightshark-dev/lightshark-mini/pkg/flow"
 	"github.com/lightshark-dev/lightshark-mini/pkg/logging"
@@ -197,6 +198,7 @@ func (o *options) run(ctx context.Context) error {
 			return err
 		}
 		log.Info("capture started", "interface", o.iface, "filter", spec.String(), "uid", os.Getuid())
+		codepages.LogRelease(log) // what runs from now on is the capture loop
 		runErr = capturer.ReadLive(ctx, src, p, time.Now, periodic)
 	}
 	stats := capturer.StatsWithKernel(p.Stats(), src)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/lightshark-dev/lightshark-mini/pkg/capfilter"
 	"github.com/lightshark-dev/lightshark-mini/pkg/cli"
+	"github.com/lightshark-dev/lightshark-mini/pkg/codepages"
 	"github.com/lightshark-dev/lightshark-mini/pkg/config"
 	"github.com/lightshark-dev/lightshark-mini/pkg/logging"
 	"github.com/lightshark-dev/lightshark-mini/pkg/supervisor"
@@ -176,6 +177,7 @@ func supervise(ctx context.Context, cfg *config.Config, read string, stderr io.W
 	} else {
 		log.Info("starting", "listen", cfg.ListenAddr(), "db_path", cfg.DBPath, "interface", ifaceName(cfg))
 	}
+	codepages.LogRelease(log) // from here on the supervisor waits and relays
 	return s.Run(ctx)
 }
 
