@@ -3,9 +3,16 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/lightshark-dev/lightshark-mini/pkg/record"
 )
@@ -91,6 +98,61 @@ func exactness(t *testing.T, start func(*testing.T, *topo) *product) {
 	pk, by := flowTotals(got)
 	t.Logf("compared %d flows with the oracle; API holds %d flows, %d packets, %d bytes; capture stats %+v",
 		n, len(got), pk, by, stats)
+	if p.api != nil {
+		checkMemoryMetrics(t, p)
+	}
 	p.stopAPI(t)
 	integrityCheck(t, p.db)
+}
+
+// checkMemoryMetrics compares what the API server's /metrics says of its
+// memory with what the kernel says of the process: the resident set within
+// a quarter (it moves between the two reads), and SQLite's share of it
+// above zero and below the whole.
+func checkMemoryMetrics(t *testing.T, p *product) {
+	t.Helper()
+	code, body := p.get(t, "/metrics")
+	if code != 200 {
+		t.Fatalf("GET /metrics: %d %s", code, body)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.api.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("expfmt: %v", err)
+	}
+	value := func(name string) float64 {
+		f, ok := fams[name]
+		if !ok || len(f.GetMetric()) != 1 {
+			t.Errorf("/metrics has no single sample of %s", name)
+			return -1
+		}
+		m := f.GetMetric()[0]
+		if m.GetGauge() != nil {
+			return m.GetGauge().GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	var vmRSS float64
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			vmRSS = kb * 1024
+		}
+	}
+	rss, sqlite, cpu := value("process_resident_memory_bytes"), value("lightshark_sqlite_memory_bytes"), value("process_cpu_seconds_total")
+	t.Logf("API server: process_resident_memory_bytes %.1f MiB, VmRSS %.1f MiB, lightshark_sqlite_memory_bytes %.1f MiB, go_memstats_sys_bytes %.1f MiB, process_cpu_seconds_total %.2f",
+		rss/(1<<20), vmRSS/(1<<20), sqlite/(1<<20), value("go_memstats_sys_bytes")/(1<<20), cpu)
+	if vmRSS == 0 || rss < vmRSS*3/4 || rss > vmRSS*5/4 {
+		t.Errorf("process_resident_memory_bytes %.0f, the kernel's VmRSS %.0f", rss, vmRSS)
+	}
+	if sqlite <= 0 || sqlite >= rss {
+		t.Errorf("lightshark_sqlite_memory_bytes %.0f with a resident set of %.0f", sqlite, rss)
+	}
+	if cpu <= 0 {
+		t.Errorf("process_cpu_seconds_total %v after the traffic", cpu)
+	}
 }

@@ -120,6 +120,27 @@ func (s *Server) newRegistry() *metrics.Registry {
 			emit(float64(n))
 		})
 
+	// SQLite allocates outside the Go heap: go_memstats_* do not see
+	// its page caches, process_resident_memory_bytes does.
+	sqliteMemory := func(name, help string, v func(used, highwater int64) int64) {
+		r.Collect(name, help, metrics.GaugeType, nil, func(emit func(float64, ...string)) {
+			m, ok := s.Store.(sqliteMemoryStore)
+			if !ok {
+				return
+			}
+			used, high, err := m.SQLiteMemory()
+			if err != nil {
+				s.errLog.Error("read SQLite memory", err)
+				return
+			}
+			emit(float64(v(used, high)))
+		})
+	}
+	sqliteMemory("lightshark_sqlite_memory_bytes", "Memory SQLite has allocated now, outside the Go heap: page caches, schemas, prepared statements.",
+		func(used, _ int64) int64 { return used })
+	sqliteMemory("lightshark_sqlite_memory_highwater_bytes", "The most memory SQLite has had allocated at once since the process started.",
+		func(_, high int64) int64 { return high })
+
 	hub := s.Live.Hub
 	r.Collect("lightshark_websocket_clients", "WebSocket clients of /api/stream.",
 		metrics.GaugeType, nil, func(emit func(float64, ...string)) {
@@ -133,7 +154,20 @@ func (s *Server) newRegistry() *metrics.Registry {
 		metrics.CounterType, nil, func(emit func(float64, ...string)) {
 			emit(float64(hub.Stats().Dropped))
 		})
+
+	// process_* and go_*, as client_golang names them.
+	r.RegisterProcess()
 	return r
+}
+
+// sqliteMemoryStore is what a Store may add for /metrics: the bytes SQLite
+// has allocated in the process now and the most it has had at once, which
+// a Store backed by pkg/store passes on from store.SQLiteMemory. Without
+// it, lightshark_sqlite_memory_bytes and
+// lightshark_sqlite_memory_highwater_bytes have no samples. It is not part
+// of Store so that a Store need not be backed by SQLite.
+type sqliteMemoryStore interface {
+	SQLiteMemory() (used, highwater int64, err error)
 }
 
 func unixSeconds(t time.Time) float64 {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -35,11 +36,12 @@ func scrape(t testing.TB, f *fixture) (map[string]float64, map[string]string) {
 			key := name
 			var labels []string
 			for _, lp := range m.GetLabel() {
-				switch lp.GetName() {
-				case "proto", "direction", "reason":
+				switch {
+				case lp.GetName() == "proto", lp.GetName() == "direction", lp.GetName() == "reason":
+				case name == "go_info" && lp.GetName() == "version":
 				default:
 					// Addresses and ports would make unbounded series.
-					t.Errorf("%s: label %q is not one of proto, direction, reason", name, lp.GetName())
+					t.Errorf("%s: label %q is not one of proto, direction, reason (or go_info's version)", name, lp.GetName())
 				}
 				labels = append(labels, lp.GetName()+"="+lp.GetValue())
 			}
@@ -122,5 +124,90 @@ func TestServer_metrics(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s: got %v, want %v", k, got[k], v)
 		}
+	}
+}
+
+// sqliteStore is a Store that also reports SQLite's memory, as
+// pkg/apiserver's adapter passes on store.SQLiteMemory.
+type sqliteStore struct {
+	Store
+	used, high int64
+	err        error
+}
+
+func (s sqliteStore) SQLiteMemory() (used, highwater int64, err error) {
+	return s.used, s.high, s.err
+}
+
+// TestServer_metricsProcess: /metrics carries the process and Go runtime
+// families under client_golang's names, and SQLite's memory when the store
+// reports it.
+func TestServer_metricsProcess(t *testing.T) {
+	got, types := scrape(t, newFixture(t, nil))
+	for name, typ := range map[string]string{
+		"go_goroutines":                      "GAUGE",
+		"go_threads":                         "GAUGE",
+		"go_info":                            "GAUGE",
+		"go_memstats_alloc_bytes":            "GAUGE",
+		"go_memstats_sys_bytes":              "GAUGE",
+		"go_gc_cycles_total_gc_cycles_total": "COUNTER",
+		"go_gc_gogc_percent":                 "GAUGE",
+		"go_gc_gomemlimit_bytes":             "GAUGE",
+		"go_sched_gomaxprocs_threads":        "GAUGE",
+	} {
+		if types[name] != typ {
+			t.Errorf("%s: got type %q, want %s", name, types[name], typ)
+		}
+	}
+	if v := got["go_info{version="+runtime.Version()+"}"]; v != 1 {
+		t.Errorf("go_info{version=%s}: got %v, want 1", runtime.Version(), v)
+	}
+	if runtime.GOOS == "linux" {
+		for name, typ := range map[string]string{
+			// Counted in 10 ms ticks: may still be 0 this early.
+			"process_cpu_seconds_total":     "COUNTER",
+			"process_resident_memory_bytes": "GAUGE",
+			"process_virtual_memory_bytes":  "GAUGE",
+			"process_open_fds":              "GAUGE",
+			"process_max_fds":               "GAUGE",
+			"process_start_time_seconds":    "GAUGE",
+		} {
+			if v, ok := got[name]; !ok || types[name] != typ || v < 0 || (v == 0 && typ == "GAUGE") {
+				t.Errorf("%s: got %v of type %q (present %v), want a %s, more than 0", name, v, types[name], ok, typ)
+			}
+		}
+	}
+	// memStore does not report SQLite's memory.
+	for _, name := range []string{"lightshark_sqlite_memory_bytes", "lightshark_sqlite_memory_highwater_bytes"} {
+		if v, ok := got[name]; ok {
+			t.Errorf("%s without a SQLite store: got %v, want no sample", name, v)
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		st   sqliteStore
+		want map[string]float64 // nil: no samples
+	}{
+		{"reported", sqliteStore{used: 3 << 20, high: 5 << 20}, map[string]float64{
+			"lightshark_sqlite_memory_bytes":           3 << 20,
+			"lightshark_sqlite_memory_highwater_bytes": 5 << 20,
+		}},
+		{"error", sqliteStore{err: errors.New("memory statistics off")}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, func(s *Server) {
+				tc.st.Store = s.Store
+				s.Store = tc.st
+			})
+			got, _ := scrape(t, f)
+			for _, name := range []string{"lightshark_sqlite_memory_bytes", "lightshark_sqlite_memory_highwater_bytes"} {
+				v, ok := got[name]
+				want, wantOK := tc.want[name]
+				if ok != wantOK || v != want {
+					t.Errorf("%s: got %v (present %v), want %v (present %v)", name, v, ok, want, wantOK)
+				}
+			}
+		})
 	}
 }

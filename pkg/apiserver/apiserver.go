@@ -188,6 +188,8 @@ func (a storeAdapter) Size(ctx context.Context) (int64, error) { return a.db.Siz
 
 func (a storeAdapter) AggregationWindow() time.Duration { return a.db.AggregationWindow() }
 
+func (a storeAdapter) SQLiteMemory() (used, highwater int64, err error) { return store.SQLiteMemory() }
+
 func (a storeAdapter) Series(ctx context.Context, q api.SeriesQuery) (*api.SeriesResult, error) {
 	f := a.query(q.Filter)
 	res, err := a.db.Series(ctx, store.SeriesQuery{Filter: f, Since: q.Since, Step: q.Step, Buckets: q.Buckets,
