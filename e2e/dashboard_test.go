@@ -153,8 +153,15 @@ func dashboardImport(t *testing.T, b *browser, shared string) {
 		if v := eval[*string](t, tb, `sessionStorage.getItem('lightshark-token')`); v == nil || *v != token {
 			t.Errorf("sessionStorage lightshark-token = %v, want the token", v)
 		}
-		// The import's capturer has gone: degraded, with the health's reasons.
-		tb.checkStatus(t, p.health(t))
+		// The import's capturer has gone, having read the whole file: ok,
+		// and the pill says the import finished.
+		tb.waitJS(t, 10*time.Second, "#conn-status to say the import finished",
+			`document.querySelector('#conn-status').textContent.includes('import finished')`)
+		h := p.health(t)
+		if h.Status != "ok" || len(h.Capturers) != 1 || !h.Capturers[0].Finished {
+			t.Errorf("/api/health after the import: %q %q, capturers %+v; want ok, one finished", h.Status, h.Reasons, h.Capturers)
+		}
+		tb.checkStatus(t, h)
 	})
 	step(t, tb, "ReloadKeepsToken", func(t *testing.T) {
 		tb.do(t, 20*time.Second, "reload", chromedp.Reload())

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -66,8 +67,15 @@ func startProc(t testing.TB, ns, name string, c *cred, args ...string) *proc {
 // startProcEnv is startProc with an environment (nil: the test's).
 func startProcEnv(t testing.TB, ns, name string, c *cred, env []string, args ...string) *proc {
 	t.Helper()
+	return startProcStdin(t, ns, name, c, env, nil, args...)
+}
+
+// startProcStdin is startProcEnv with a standard input (nil: none).
+func startProcStdin(t testing.TB, ns, name string, c *cred, env []string, stdin io.Reader, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = env
+	cmd.Stdin = stdin
 	p := &proc{name: name, cmd: cmd, out: &testenv.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

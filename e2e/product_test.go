@@ -233,6 +233,7 @@ type health struct {
 	Capturers          []struct {
 		InstanceID string              `json:"instance_id"`
 		Connected  bool                `json:"connected"`
+		Finished   bool                `json:"finished"`
 		LastSeq    uint64              `json:"last_seq"`
 		Batches    uint64              `json:"batches"`
 		Stats      record.CaptureStats `json:"stats"`

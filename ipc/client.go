@@ -185,7 +185,11 @@ func (c *Client) Start(ctx context.Context) error {
 //  4. drop ended flows, least recently seen first (their counters are lost);
 //  5. drop what is left of b (stats only; the next batch carries them).
 //
-// Everything dropped is counted in the Dropped of the next batch. Send
+// Everything dropped is counted in the Dropped of the next batch. A batch
+// with Done keeps its mark through all of this: split, it goes on the
+// last frame; coalesced, on the batch that results; and at step 5 its
+// stats and Done are queued without records, beyond the bound if need
+// be, since no next batch will carry them. Send
 // returns ErrClosed after Close, and an error wrapping ErrInvalid or
 // ErrTooLarge for a batch that breaks the limits (a flow without id, a
 // string over DefaultMaxString); such a batch is not queued.

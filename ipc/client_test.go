@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -237,7 +238,7 @@ func TestClient_AckTimeout(t *testing.T) {
 }
 
 // TestClient_SplitsLargeBatches: a batch over MaxBatchBytes arrives whole,
-// in several frames.
+// in several frames, Done on the last of them only.
 func TestClient_SplitsLargeBatches(t *testing.T) {
 	path := ipctest.SocketPath(t)
 	h := &ipctest.Handler{}
@@ -248,11 +249,15 @@ func TestClient_SplitsLargeBatches(t *testing.T) {
 		c.MaxPendingBytes = 64 << 20
 	})
 	b := ipctest.Batch(0, 30000, 5000, 20000)
+	b.Done = true
 	send(t, c, b)
 	closeClient(t, c)
 	in := h.Instance("big")
 	if len(in.Flows) != 35000 || len(in.Samples) != 20000 || len(in.Seqs) < 10 {
 		t.Errorf("%d flows, %d samples in %d batches; want 35000, 20000 in at least 10", len(in.Flows), len(in.Samples), len(in.Seqs))
+	}
+	if want := []uint64{in.LastSeq}; !slices.Equal(in.DoneSeqs, want) {
+		t.Errorf("done on batches %v of %v, want %v: the last only", in.DoneSeqs, in.Seqs, want)
 	}
 	for _, f := range b.Ended {
 		if got := in.Flows[f.ID]; got.EndReason != record.EndClosed {
@@ -417,5 +422,78 @@ func TestClient_PendingBoundOrder(t *testing.T) {
 	}
 	if in.Stats.Packets != uint64(seq) {
 		t.Errorf("stats of batch %d, want the last, %d", in.Stats.Packets, seq)
+	}
+}
+
+// TestClient_DoneSurvivesCoalescing: with the server absent, a batch
+// marked Done that the pending bound makes the client coalesce with the
+// batches before it keeps its mark: the server gets it on the last batch.
+func TestClient_DoneSurvivesCoalescing(t *testing.T) {
+	path := ipctest.SocketPath(t)
+	c := startClient(t, path, func(c *ipc.Client) {
+		c.Hello.InstanceID = "done-coalesced"
+		c.MaxPendingBytes = 64 << 10
+		c.MaxBatchBytes = 64 << 10
+	})
+	for range 20 {
+		send(t, c, ipctest.Batch(0, 20, 0, 50))
+	}
+	before := c.Stats().Dropped.BatchesCoalesced
+	last := ipctest.Batch(0, 300, 0, 0)
+	last.Done = true
+	send(t, c, last)
+	if st := c.Stats(); st.Dropped.BatchesCoalesced == before || st.PendingBatches != 1 {
+		t.Fatalf("stats %+v: want the done batch coalesced with the pending ones into one", st)
+	}
+	h := &ipctest.Handler{}
+	startServer(t, path, h)
+	closeClient(t, c)
+	in := h.Instance("done-coalesced")
+	if want := []uint64{in.LastSeq}; len(in.Seqs) == 0 || !slices.Equal(in.DoneSeqs, want) {
+		t.Errorf("done on batches %v of %v, want %v", in.DoneSeqs, in.Seqs, want)
+	}
+}
+
+// TestClient_DoneKeptWhenTheBoundIsFull: when the batches written but not
+// acknowledged fill the pending bound, a new batch is dropped whole (its
+// stats come with the next one), but a batch marked Done has no next one:
+// its stats and Done are queued without its records, and sent.
+func TestClient_DoneKeptWhenTheBoundIsFull(t *testing.T) {
+	path := ipctest.SocketPath(t)
+	conns := fakeServer(t, path)
+	c := startClient(t, path, func(c *ipc.Client) {
+		c.MaxPendingBytes = 64 << 10
+		c.MaxBatchBytes = 64 << 10
+	})
+	s := next(t, conns)
+	read[*ipc.Hello](t, s)
+	s.Send(ipctest.Encode(t, &ipc.HelloAck{Version: 1}))
+	// Fill the bound with batches the server reads and never acks, until
+	// one is dropped whole.
+	full := false
+	for range 1000 {
+		n := c.Stats().PendingBatches
+		send(t, c, ipctest.Batch(0, 40, 0, 0))
+		if c.Stats().PendingBatches == n {
+			full = true
+			break
+		}
+		read[*ipc.Batch](t, s)
+	}
+	if !full {
+		t.Fatalf("stats %+v: the bound never filled", c.Stats())
+	}
+	dropped := c.Stats().Dropped.UpdatesDropped
+	last := ipctest.Batch(0, 40, 0, 0)
+	last.Done = true
+	last.Stats.Packets = 4242
+	send(t, c, last)
+	b := read[*ipc.Batch](t, s)
+	if !b.Done || len(b.Flows) != 0 || b.Stats.Packets != 4242 {
+		t.Errorf("batch %d: done %v, %d flows, %d packets; want done, no flows, 4242 packets",
+			b.Seq, b.Done, len(b.Flows), b.Stats.Packets)
+	}
+	if got := b.Dropped.UpdatesDropped - dropped; got != 40 {
+		t.Errorf("the done batch counts %d more updates dropped, want its 40", got)
 	}
 }

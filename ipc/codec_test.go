@@ -53,6 +53,8 @@ func TestEncoder_RoundTripEveryMessage(t *testing.T) {
 	full.Dropped = ipc.DropStats{SamplesDropped: 1, BatchesCoalesced: 2, UpdatesDropped: 3, EndedDropped: 4, EndedPackets: 5, EndedBytes: math.MaxUint64}
 	full.Stats.FragmentsPending = 9
 	full.Stats.SamplesSkipped = 10
+	done := ipctest.Batch(8, 2, 1, 1)
+	done.Done = true
 	tests := []struct {
 		name string
 		m    ipc.Message
@@ -64,6 +66,8 @@ func TestEncoder_RoundTripEveryMessage(t *testing.T) {
 		{"hello_ack", &ipc.HelloAck{Version: 1, LastSeq: 1 << 40}},
 		{"batch", full},
 		{"empty batch", &ipc.Batch{Seq: 1}},
+		{"done batch", done},
+		{"done batch without records", &ipc.Batch{Seq: 2, Done: true}},
 		{"ack", &ipc.Ack{Seq: math.MaxUint64}},
 		{"error", &ipc.Error{Code: ipc.ErrCodeApply, Message: "disk full"}},
 		{"version error", &ipc.Error{Code: ipc.ErrCodeVersion, Message: "no common version", VersionMin: 2, VersionMax: 4}},
@@ -139,6 +143,7 @@ func TestRecordFields_AllOnTheWire(t *testing.T) {
 	fillNonZero(t, reflect.ValueOf(&b.Samples[0]).Elem(), &n)
 	fillNonZero(t, reflect.ValueOf(&b.Stats).Elem(), &n)
 	fillNonZero(t, reflect.ValueOf(&b.Dropped).Elem(), &n)
+	b.Done = true
 
 	got := roundTrip(t, &b)
 	if diff := cmp.Diff(&b, got, equate); diff != "" {
@@ -218,6 +223,10 @@ func TestDecoder_ReadsLibraryEncodings(t *testing.T) {
 				FirstSeen: record.Time{Time: time.Unix(1, 0)}, LastSeen: record.Time{Time: time.Unix(1<<35, 999999999)}, State: longStr}},
 			Samples: make([]record.PacketSample, 20),
 		}},
+		{"batch from struct tags, done", enc([]any{uint8(ipc.TypeBatch), &ipc.Batch{Seq: 4, Done: true}}), &ipc.Batch{Seq: 4, Done: true}},
+		{"batch from struct tags, not done (key omitted)", enc([]any{uint8(ipc.TypeBatch), &ipc.Batch{Seq: 4}}), &ipc.Batch{Seq: 4}},
+		{"batch with done false", enc([]any{uint8(ipc.TypeBatch), map[string]any{"seq": 5, "done": false}}), &ipc.Batch{Seq: 5}},
+		{"batch with done nil", enc([]any{uint8(ipc.TypeBatch), map[string]any{"seq": 5, "done": nil}}), &ipc.Batch{Seq: 5}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -241,6 +250,7 @@ func TestDecoder_SkipsUnknownFields(t *testing.T) {
 		"future_time":   time.Now(),
 		"future_ext":    &msgpack.RawMessage{0xd4, 0x05, 0x01}, // fixext1
 		"future_bin":    bytes.Repeat([]byte{7}, 70000),        // bin32
+		"future_flag":   true,                                  // as "done" is to a reader that predates it
 	})
 	got, err := ipc.NewDecoder(ipc.Limits{}).Decode(body)
 	if err != nil {
@@ -306,6 +316,8 @@ func TestDecoder_Rejects(t *testing.T) {
 		{"negative unsigned", batch(map[string]any{"seq": -1}), ipc.ErrMalformed},
 		{"proto_num over 255", batch(map[string]any{"flows": []any{map[string]any{"id": "x", "proto_num": 256}}}), ipc.ErrMalformed},
 		{"float where integer", batch(map[string]any{"seq": 1.5}), ipc.ErrMalformed},
+		{"integer where boolean", batch(map[string]any{"done": 1}), ipc.ErrMalformed},
+		{"string where boolean", batch(map[string]any{"done": "true"}), ipc.ErrMalformed},
 		{"timestamp with 1e9 ns", batch(map[string]any{"flows": []any{map[string]any{"id": "x",
 			"first_seen": &msgpack.RawMessage{0xc7, 12, 0xff, 0x3b, 0x9a, 0xca, 0x00, 0, 0, 0, 0, 0, 0, 0, 1}}}}), ipc.ErrMalformed},
 		{"timestamp of other ext type", batch(map[string]any{"flows": []any{map[string]any{"id": "x",

@@ -432,6 +432,21 @@ func (r *reader) uint(max uint64) uint64 {
 	return v
 }
 
+// bool reads a boolean, or nil as false.
+func (r *reader) bool() bool {
+	c := r.byte()
+	switch {
+	case r.err != nil:
+		return false
+	case c == cTrue:
+		return true
+	case c == cFalse, c == cNil:
+		return false
+	}
+	r.wrongType("boolean", c)
+	return false
+}
+
 // int reads a signed integer.
 func (r *reader) int() int64 {
 	c := r.byte()
@@ -633,6 +648,8 @@ func (r *reader) batch(b *Batch) {
 			r.stats(&b.Stats)
 		case "dropped":
 			r.dropped(&b.Dropped)
+		case "done":
+			b.Done = r.bool()
 		default:
 			return false
 		}

@@ -17,8 +17,14 @@ import (
 const headerLen = 4
 
 // batchTail is room for the keys and empty arrays that close a batch body
-// after its last record: "ended" [] "samples" [].
-const batchTail = 16
+// after its last record: "ended" [] "samples" [], with the array32 headers
+// that the last frame's sections get when the loop opens them (a frame
+// closed early writes fixarrays, 8 bytes fewer).
+const batchTail = 24
+
+// doneTail is room for the "done" true that closes the last frame of a
+// batch with Done set.
+const doneTail = 6
 
 // Encoder encodes messages into frames (length prefix and msgpack body),
 // reusing one buffer: in steady state it allocates nothing per record.
@@ -165,21 +171,28 @@ var batchSections = [3]string{"flows", "ended", "samples"}
 
 // encodeBatch encodes b as one or more frames, numbered from seq, each with
 // a body of at most maxBody bytes and at most maxRecords records. Every
-// frame repeats the stats and dropped counters (they are cumulative). emit
-// receives each frame, valid during the call, with its seq and its number
-// of samples. It returns the number of frames emitted.
+// frame repeats the stats and dropped counters (they are cumulative); only
+// the last one carries Done. emit receives each frame, valid during the
+// call, with its seq and its number of samples. It returns the number of
+// frames emitted.
 func (e *Encoder) encodeBatch(b *Batch, seq uint64, maxBody, maxRecords int, emit func(seq uint64, frame []byte, samples int) error) (int, error) {
 	if seq == 0 {
 		return 0, fmt.Errorf("batch seq 0: %w", ErrInvalid)
 	}
 	lens := [3]int{len(b.Flows), len(b.Ended), len(b.Samples)}
+	tail := batchTail
+	if b.Done {
+		tail += doneTail
+	}
 	frames := 0
 	section := 0 // the section whose array is open
+	mapAt := 0   // offset of the body map's header
 	arrayAt := 0 // offset of the open array's header
 	inArray := 0 // records in the open array
 	inFrame := 0 // records in the frame
 	start := func() {
 		e.begin(TypeBatch)
+		mapAt = e.buf.Len()
 		e.mapLen(6)
 		e.key("seq")
 		e.uint(seq)
@@ -194,11 +207,18 @@ func (e *Encoder) encodeBatch(b *Batch, seq uint64, maxBody, maxRecords int, emi
 		e.openArray(section)
 		arrayAt, inArray, inFrame = e.buf.Len()-5, 0, 0
 	}
-	finish := func() error {
+	finish := func(last bool) error {
 		e.closeArray(arrayAt, inArray)
 		for i := section + 1; i < len(batchSections); i++ {
 			e.key(batchSections[i])
 			e.buf.WriteByte(0x90)
+		}
+		if last && b.Done {
+			// Whether a frame is the last is known only now: the map
+			// header written by start, fixmap(6), becomes fixmap(7).
+			e.key("done")
+			e.check(e.enc.EncodeBool(true))
+			e.buf.Bytes()[mapAt] = 0x87
 		}
 		f, err := e.end()
 		if err != nil {
@@ -228,14 +248,14 @@ func (e *Encoder) encodeBatch(b *Batch, seq uint64, maxBody, maxRecords int, emi
 			if e.err != nil {
 				return frames, e.err
 			}
-			if e.buf.Len()-headerLen+batchTail > maxBody || inFrame >= maxRecords {
+			if e.buf.Len()-headerLen+tail > maxBody || inFrame >= maxRecords {
 				if inFrame == 0 {
 					return frames, fmt.Errorf("record of %d bytes in a frame of at most %d: %w", e.buf.Len()-mark, maxBody, ErrTooLarge)
 				}
 				// Close this frame without the record and start the next
 				// one with it.
 				e.buf.Truncate(mark)
-				if err := finish(); err != nil {
+				if err := finish(false); err != nil {
 					return frames, err
 				}
 				seq++
@@ -244,7 +264,7 @@ func (e *Encoder) encodeBatch(b *Batch, seq uint64, maxBody, maxRecords int, emi
 				if e.err != nil {
 					return frames, e.err
 				}
-				if e.buf.Len()-headerLen+batchTail > maxBody {
+				if e.buf.Len()-headerLen+tail > maxBody {
 					return frames, fmt.Errorf("record of %d bytes in a frame of at most %d: %w", e.buf.Len()-arrayAt-5, maxBody, ErrTooLarge)
 				}
 			}
@@ -253,7 +273,7 @@ func (e *Encoder) encodeBatch(b *Batch, seq uint64, maxBody, maxRecords int, emi
 		}
 	}
 	section = len(batchSections) - 1
-	err := finish()
+	err := finish(true)
 	return frames, err
 }
 

@@ -20,12 +20,15 @@ func seedFrames(t testing.TB) [][]byte {
 	b := ipctest.Batch(3, 2, 1, 2)
 	b.Flows[0].VLAN = 7
 	b.Dropped.SamplesDropped = 9
+	done := ipctest.Batch(4, 1, 1, 0)
+	done.Done = true
 	return [][]byte{
 		ipctest.Encode(t, &ipc.Hello{VersionMin: 1, VersionMax: 2, InstanceID: "i", Hostname: "h", Software: "s",
 			Interface: "eth0", LinkType: 1, Filter: "port 53", StartTime: time.Unix(1700000000, 1)}),
 		ipctest.Encode(t, &ipc.HelloAck{Version: 1, LastSeq: 77}),
 		ipctest.Encode(t, b),
 		ipctest.Encode(t, &ipc.Batch{Seq: 1}),
+		ipctest.Encode(t, done),
 		ipctest.Encode(t, &ipc.Ack{Seq: 3}),
 		ipctest.Encode(t, &ipc.Error{Code: ipc.ErrCodeVersion, Message: "m", VersionMin: 1, VersionMax: 1}),
 		ipctest.Frame(ipctest.HugeArrayBody(1 << 31)),

@@ -42,9 +42,10 @@ func flow(id string, packets uint64, lastSeen int) record.Flow {
 
 // TestEncoder_SplitsBatches: a batch over the frame or record bound is
 // split into frames with consecutive seqs that together hold every record
-// once, each within the bounds and each with the stats.
+// once, each within the bounds and each with the stats; a batch marked
+// Done has it on its last frame only.
 func TestEncoder_SplitsBatches(t *testing.T) {
-	b := &Batch{Stats: record.CaptureStats{Packets: 77, DecodeErrors: map[string]uint64{"x": 1}}}
+	b := &Batch{Stats: record.CaptureStats{Packets: 77, DecodeErrors: map[string]uint64{"x": 1}}, Done: true}
 	for i := range 3000 {
 		b.Flows = append(b.Flows, flow(fmt.Sprint("a", i), uint64(i), i))
 	}
@@ -63,6 +64,7 @@ func TestEncoder_SplitsBatches(t *testing.T) {
 			var got Batch
 			wantSeq := uint64(10)
 			samples := 0
+			var doneSeqs []uint64
 			n, err := e.encodeBatch(b, 10, tt.maxBody, tt.maxRecords, func(seq uint64, f []byte, nSamples int) error {
 				if seq != wantSeq {
 					t.Errorf("seq %d, want %d", seq, wantSeq)
@@ -83,6 +85,9 @@ func TestEncoder_SplitsBatches(t *testing.T) {
 					t.Errorf("frame %d: reported %d samples, holds %d", seq, nSamples, len(part.Samples))
 				}
 				samples += nSamples
+				if part.Done {
+					doneSeqs = append(doneSeqs, seq)
+				}
 				if part.Stats.Packets != 77 || part.Stats.DecodeErrors["x"] != 1 {
 					t.Errorf("frame %d stats %+v", seq, part.Stats)
 				}
@@ -95,6 +100,9 @@ func TestEncoder_SplitsBatches(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%d frames", n)
+			if len(doneSeqs) != 1 || doneSeqs[0] != wantSeq-1 {
+				t.Errorf("done on frames %v of %d..%d, want on the last only", doneSeqs, 10, wantSeq-1)
+			}
 			if samples != len(b.Samples) {
 				t.Errorf("reported %d samples, want %d", samples, len(b.Samples))
 			}
@@ -103,6 +111,42 @@ func TestEncoder_SplitsBatches(t *testing.T) {
 				t.Errorf("records (-sent +received):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestEncoder_LastFrameFitsTheBound: the last frame of a batch, whose
+// sections after its records are opened with array32 headers, and which
+// carries "done" when the batch is Done, stays within the frame bound: a
+// batch of flows only (the most bytes after its records), under every
+// bound around its size.
+func TestEncoder_LastFrameFitsTheBound(t *testing.T) {
+	b := &Batch{Seq: 1}
+	for i := range 100 {
+		b.Flows = append(b.Flows, flow(fmt.Sprint("a", i), uint64(i), i))
+	}
+	e := NewEncoder()
+	f, err := e.Encode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := len(f) - headerLen
+	for _, done := range []bool{false, true} {
+		b.Done = done
+		for maxBody := size - 10; maxBody <= size+10; maxBody++ {
+			dones := 0
+			frames, err := e.encodeBatch(b, 1, maxBody, DefaultMaxRecords, func(_ uint64, f []byte, _ int) error {
+				if len(f)-headerLen > maxBody {
+					t.Errorf("done %v, bound %d: frame of %d bytes", done, maxBody, len(f)-headerLen)
+				}
+				if f[headerLen+2] == 0x87 { // fixmap(7): with "done"
+					dones++
+				}
+				return nil
+			})
+			if err != nil || (done && dones != 1) || (!done && dones != 0) {
+				t.Errorf("done %v, bound %d: %d frames, %v; %d with done", done, maxBody, frames, err, dones)
+			}
+		}
 	}
 }
 
@@ -150,5 +194,10 @@ func TestCoalesce(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+	// Done, wherever it was, survives: the merged batch is the last.
+	b2.Done = true
+	if got := coalesce([]*Batch{b1, b2, b3}); !got.Done {
+		t.Errorf("coalesced with a done batch: Done %v, want true", got.Done)
 	}
 }

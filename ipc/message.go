@@ -114,6 +114,13 @@ type Batch struct {
 	// client's bound on unacknowledged bytes made it drop. The Client sets
 	// it; a value given to Client.Send is ignored.
 	Dropped DropStats `msgpack:"dropped"`
+	// Done says that the capture's source is exhausted (a file read to its
+	// end): this is the instance's last batch, and the instance will not
+	// send again. It is false for a live capture, and for one stopped by a
+	// signal or an error. On the wire it is omitted when false, so a peer
+	// that predates it reads every batch as not done. When the Client
+	// splits or coalesces batches, Done goes on the last frame sent.
+	Done bool `msgpack:"done,omitempty"`
 }
 
 // Type returns TypeBatch.

@@ -78,17 +78,32 @@ func (c *Client) relieve(b *Batch, entries []*pending, size int) ([]*pending, in
 		return entries, size, err
 	}
 	// 4. Final records, least recently seen first: a real loss, counted.
-	b.Ended = c.dropOldest(b.Ended, &size, func(f *record.Flow) {
-		c.dropped.EndedDropped++
-		c.dropped.EndedPackets += f.PacketsSent + f.PacketsReceived
-		c.dropped.EndedBytes += f.BytesSent + f.BytesReceived
-	})
+	b.Ended = c.dropOldest(b.Ended, &size, c.countEnded)
 	if reencode() {
 		return entries, size, err
 	}
 	// 5. Only stats are left, and the written batches fill the bound; the
-	// next batch carries the stats.
-	return nil, 0, nil
+	// next batch carries the stats. A batch marked Done has no next one:
+	// what is left of it is dropped (counted) and its stats and Done are
+	// queued beyond the bound, one frame without records, or the server
+	// would take the finished capture for a lost one.
+	if !b.Done {
+		return nil, 0, nil
+	}
+	c.dropped.UpdatesDropped += uint64(len(b.Flows))
+	for i := range b.Ended {
+		c.countEnded(&b.Ended[i])
+	}
+	b.Flows, b.Ended = nil, nil
+	entries, size, err = c.encode(b, c.nextSeq)
+	return entries, size, err
+}
+
+// countEnded counts the final record f as dropped.
+func (c *Client) countEnded(f *record.Flow) {
+	c.dropped.EndedDropped++
+	c.dropped.EndedPackets += f.PacketsSent + f.PacketsReceived
+	c.dropped.EndedBytes += f.BytesSent + f.BytesReceived
 }
 
 // dropStatsSlack is how much a batch's DropStats can grow in encoded size
@@ -115,8 +130,8 @@ func (c *Client) dropOldest(fs []record.Flow, size *int, count func(*record.Flow
 // coalesce merges batches, oldest first, into one: the latest record of
 // each active flow, the latest final record of each ended flow (which
 // supersedes an active one), every sample, the latest stats and drop
-// counters. Flow counters are cumulative, so the result carries every
-// packet the batches did.
+// counters, and Done if any batch had it. Flow counters are cumulative, so
+// the result carries every packet the batches did.
 func coalesce(batches []*Batch) *Batch {
 	out := new(Batch)
 	active := make(map[string]int)
@@ -141,6 +156,7 @@ func coalesce(batches []*Batch) *Batch {
 		out.Samples = append(out.Samples, b.Samples...)
 		out.Stats = b.Stats
 		out.Dropped = b.Dropped
+		out.Done = out.Done || b.Done
 	}
 	out.Flows = slices.DeleteFunc(out.Flows, func(f record.Flow) bool {
 		_, ok := ended[f.ID]

@@ -208,8 +208,16 @@ func (o *options) run(ctx context.Context) error {
 		}
 	} else {
 		// The last batch: every flow ended at shutdown or end of file.
-		// Wait (bounded) until the API server has committed it.
-		if err := exp.Flush(table, stats); err != nil {
+		// A file read to its end says so, unless a signal came (standard
+		// input may end because its writer was interrupted too): the API
+		// server then counts this instance as a finished import, not a
+		// lost capturer. Wait (bounded) until the API server has
+		// committed it.
+		flush := exp.Flush
+		if o.read != "" && runErr == nil && ctx.Err() == nil {
+			flush = exp.FlushDone
+		}
+		if err := flush(table, stats); err != nil {
 			log.Warn("send batch", "err", err)
 		}
 		cctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)

@@ -53,6 +53,8 @@ type Instance struct {
 	// time (at-most-once says: none).
 	Seqs  []uint64
 	Twice []uint64
+	// DoneSeqs are the seqs of the batches applied with Done set.
+	DoneSeqs []uint64
 	// Peer is the peer of the last batch applied.
 	Peer ipc.Peer
 }
@@ -95,6 +97,9 @@ func (h *Handler) Apply(ctx context.Context, peer ipc.Peer, b *ipc.Batch) error 
 		in.Twice = append(in.Twice, b.Seq)
 	}
 	in.Seqs = append(in.Seqs, b.Seq)
+	if b.Done {
+		in.DoneSeqs = append(in.DoneSeqs, b.Seq)
+	}
 	in.LastSeq = max(in.LastSeq, b.Seq)
 	for _, f := range b.Flows {
 		in.Flows[f.ID] = f
@@ -131,7 +136,15 @@ func (h *Handler) Instance(id string) Instance {
 	c.Samples = slices.Clone(in.Samples)
 	c.Seqs = slices.Clone(in.Seqs)
 	c.Twice = slices.Clone(in.Twice)
+	c.DoneSeqs = slices.Clone(in.DoneSeqs)
 	return c
+}
+
+// Instances returns the ids of the instances the handler holds, sorted.
+func (h *Handler) Instances() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Sorted(maps.Keys(h.instances))
 }
 
 // WaitSeq waits until a batch with seq at least seq is applied for id, or

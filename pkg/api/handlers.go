@@ -46,10 +46,13 @@ type HealthResponse struct {
 	AuthRequired bool `json:"auth_required"`
 }
 
-// CapturerStatus is one capturer instance in /api/health.
+// CapturerStatus is one capturer instance in /api/health. Finished is set
+// once the instance read its source to the end (an import) and its last
+// batch is committed: gone, it is not counted as a lost capturer.
 type CapturerStatus struct {
 	InstanceID string              `json:"instance_id"`
 	Connected  bool                `json:"connected"`
+	Finished   bool                `json:"finished"`
 	FirstSeen  time.Time           `json:"first_seen"`
 	LastBatch  time.Time           `json:"last_batch"`
 	LastSeq    uint64              `json:"last_seq"`
@@ -90,6 +93,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		resp.Capturers = append(resp.Capturers, CapturerStatus{
 			InstanceID: c.InstanceID,
 			Connected:  c.Connected,
+			Finished:   c.Finished,
 			FirstSeen:  c.FirstSeen.UTC(),
 			LastBatch:  c.LastBatch.UTC(),
 			LastSeq:    c.LastSeq,

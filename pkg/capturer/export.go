@@ -89,6 +89,17 @@ func (x *Exporter) Flush(t *flow.Table, stats record.CaptureStats) error {
 	return err
 }
 
+// FlushDone is Flush for the last batch of a source read to its end (a
+// file, at its end): the batch carries ipc.Batch.Done, which tells
+// the API server that the capture finished rather than was lost. Call it
+// once, after the table's last flows have ended, and not after a signal or
+// a read error.
+func (x *Exporter) FlushDone(t *flow.Table, stats record.CaptureStats) error {
+	x.batch.Done = true
+	defer func() { x.batch.Done = false }()
+	return x.Flush(t, stats)
+}
+
 // protocolName is the original tool's /api/history protocol: upper case.
 func protocolName(p uint8) string {
 	switch p {

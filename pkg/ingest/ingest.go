@@ -106,7 +106,9 @@ func (in *Ingest) log() *slog.Logger {
 // store (or was already: a resent batch is a no-op there). A store that
 // refuses the write is retried with backoff until ctx ends (the connection
 // closed or was taken over); a batch the store finds invalid is returned
-// at once.
+// at once. Once a batch with Done is committed, the live view marks its
+// instance finished (an import read to its end), which health does not
+// count as a lost capturer.
 func (in *Ingest) Apply(ctx context.Context, peer ipc.Peer, b *ipc.Batch) error {
 	at := in.now()
 	h := &peer.Hello
@@ -135,13 +137,21 @@ func (in *Ingest) Apply(ctx context.Context, peer ipc.Peer, b *ipc.Batch) error 
 				in.log().Info("store writes again; batch committed", "instance_id", h.InstanceID, "seq", b.Seq,
 					"attempts", attempts+1, "failing_for", time.Since(failedSince).Round(time.Millisecond))
 			}
-			if !applied {
+			if applied {
+				in.applied.Add(1)
+				in.applyLive(h.InstanceID, b, at)
+				in.PublishTraffic()
+			} else {
 				in.duplicates.Add(1)
-				return nil
 			}
-			in.applied.Add(1)
-			in.applyLive(h.InstanceID, b, at)
-			in.PublishTraffic()
+			if b.Done {
+				// The capturer's last batch is committed (now or by an
+				// earlier connection that lost the ack): its source is
+				// read to the end.
+				in.Live.SetCapturerFinished(h.InstanceID)
+				in.log().Info("capturer finished its source", "instance_id", h.InstanceID,
+					"interface", h.Interface, "seq", b.Seq)
+			}
 			return nil
 		}
 		if ctx.Err() != nil || errors.Is(err, store.ErrInvalid) {

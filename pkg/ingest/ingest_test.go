@@ -3,18 +3,23 @@ package ingest
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lightshark-dev/lightshark-mini/ipc"
+	"github.com/lightshark-dev/lightshark-mini/pkg/api"
 	"github.com/lightshark-dev/lightshark-mini/pkg/live"
 	"github.com/lightshark-dev/lightshark-mini/pkg/record"
 	"github.com/lightshark-dev/lightshark-mini/pkg/store"
@@ -372,5 +377,148 @@ func TestIngest_TrafficExact(t *testing.T) {
 	in.Connected(peer)
 	if got := liveTraffic(lv); !reflect.DeepEqual(got, want) {
 		t.Errorf("traffic totals after a restart:\n got %v\nwant %v", got, want)
+	}
+}
+
+// apiHandler returns the real API's handler over lv, closed at cleanup.
+func apiHandler(t *testing.T, lv *live.State) http.Handler {
+	s := &api.Server{Live: lv}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s.Handler()
+}
+
+// getHealth is GET /api/health from the API handler web: the response,
+// and the raw JSON of its first capturer.
+func getHealth(t *testing.T, web http.Handler) (api.HealthResponse, map[string]any) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	web.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/health", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /api/health: %d %s", rec.Code, rec.Body)
+	}
+	var h api.HealthResponse
+	var raw struct {
+		Capturers []map[string]any `json:"capturers"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &raw); err != nil || len(raw.Capturers) == 0 {
+		t.Fatalf("GET /api/health: %v, capturers %v", err, raw.Capturers)
+	}
+	return h, raw.Capturers[0]
+}
+
+// capturerStatus returns the /api/health entry of instance id.
+func capturerStatus(t *testing.T, h api.HealthResponse, id string) api.CapturerStatus {
+	t.Helper()
+	for _, c := range h.Capturers {
+		if c.InstanceID == id {
+			return c
+		}
+	}
+	t.Fatalf("capturer %s not in /api/health: %+v", id, h.Capturers)
+	return api.CapturerStatus{}
+}
+
+// TestIngest_DoneFinishesTheInstance runs a real ipc client and server
+// with the ingest over a real SQLite file, and reads /api/health from the
+// real API handler: an import whose last batch carries Done, once gone,
+// leaves health ok with the instance finished (its stats kept); a capturer
+// that goes away without Done makes it degraded; and a Done batch that a
+// restarted API server finds already committed still finishes the
+// instance.
+func TestIngest_DoneFinishesTheInstance(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "traffic.db")
+	db, err := store.Open(ctx, path, store.Options{MaxSize: -1, Retention: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
+	lv := live.New()
+	in := &Ingest{Store: db, Live: lv}
+	sock := filepath.Join(t.TempDir(), "ipc.sock")
+	srv := &ipc.Server{Path: sock, Handler: in}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close(context.Background())
+	web := apiHandler(t, lv)
+
+	// capture sends batches 1..n, the last with Done when done, closes the
+	// client once all are acknowledged, and waits until the API server
+	// has seen the connection close. It returns the instance id.
+	capture := func(first, n int, done bool) string {
+		t.Helper()
+		cl := &ipc.Client{Path: sock, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+		if err := cl.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		id := cl.Stats().InstanceID
+		for k := first; k < first+n; k++ {
+			b := testBatch(k)
+			b.Done = done && k == first+n-1
+			if err := cl.Send(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := cl.Close(cctx); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the API server to see the capturer go", 10*time.Second, func() bool {
+			h, _ := getHealth(t, web)
+			return h.CapturersConnected == 0 && capturerStatus(t, h, id).Batches == uint64(n)
+		})
+		return id
+	}
+
+	imp := capture(1, 3, true)
+	h, raw := getHealth(t, web)
+	c := capturerStatus(t, h, imp)
+	if h.Status != "ok" || len(h.Reasons) != 0 {
+		t.Errorf("after a finished import: status %q, reasons %q; want ok, none", h.Status, h.Reasons)
+	}
+	if !c.Finished || c.Connected || c.LastSeq != 3 || c.Stats.Packets != 3000 {
+		t.Errorf("the import's capturer: %+v; want finished, not connected, last_seq 3, 3000 packets", c)
+	}
+	if raw["finished"] != true || raw["connected"] != false {
+		t.Errorf("capturers[0] JSON: finished %#v, connected %#v; want true, false", raw["finished"], raw["connected"])
+	}
+
+	// A live capture that goes away without Done: degraded.
+	lost := capture(10, 2, false)
+	h, _ = getHealth(t, web)
+	if h.Status != "degraded" || !slices.Equal(h.Reasons, []string{"no capturer connected"}) {
+		t.Errorf("after a capturer went away without done: status %q, reasons %q; want degraded, no capturer connected", h.Status, h.Reasons)
+	}
+	if c := capturerStatus(t, h, lost); c.Finished {
+		t.Errorf("the lost capturer: %+v; want not finished", c)
+	}
+	if c := capturerStatus(t, h, imp); !c.Finished {
+		t.Errorf("the import's capturer: %+v; want still finished", c)
+	}
+
+	// The API server restarts after the import's last batch was committed
+	// but before its ack arrived: the capturer resends it, a duplicate,
+	// which still finishes the instance.
+	lv2 := live.New()
+	in2 := &Ingest{Store: db, Live: lv2}
+	peer := ipc.Peer{Hello: ipc.Hello{InstanceID: imp}}
+	in2.Connected(peer)
+	last := testBatch(3)
+	last.Seq, last.Done = 3, true
+	if err := in2.Apply(ctx, peer, last); err != nil {
+		t.Fatal(err)
+	}
+	in2.Disconnected(peer)
+	if st := in2.Stats(); st.Duplicates != 1 {
+		t.Fatalf("ingest stats %+v: want the resent batch found a duplicate", st)
+	}
+	h, _ = getHealth(t, apiHandler(t, lv2))
+	if c := capturerStatus(t, h, imp); h.Status != "ok" || !c.Finished {
+		t.Errorf("after a resent done batch: status %q %q, capturer %+v; want ok, finished", h.Status, h.Reasons, c)
 	}
 }

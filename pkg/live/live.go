@@ -171,16 +171,20 @@ type capturer struct {
 	batches   uint64
 	// tracked is set once SetCapturerConnected was called for the
 	// instance; conns counts its open connections since. An instance
-	// never tracked counts as connected once it sent a batch.
+	// never tracked counts as connected once it sent a batch, until it
+	// finishes.
 	tracked bool
 	conns   int
+	// finished is set once the instance's last batch (ipc.Batch.Done: its
+	// source read to the end) is committed: gone, it is done, not lost.
+	finished bool
 	// seenUntil is the latest last_seen (Unix ns, capture time) of the
 	// flow records applied for the instance: a flow the view does not
 	// hold that began after it is new, and all its traffic is growth.
 	seenUntil int64
 }
 
-func (c *capturer) connected() bool { return !c.tracked || c.conns > 0 }
+func (c *capturer) connected() bool { return c.conns > 0 || (!c.tracked && !c.finished) }
 
 // New returns an empty state with the default settings, the current time
 // as Started, and a new Hub.
@@ -511,6 +515,23 @@ func (s *State) SetCapturerConnected(instanceID string, connected bool) {
 	}
 }
 
+// SetCapturerFinished records that the capturer instance has read its
+// source to the end (an import) and that its last batch is committed:
+// once disconnected, it does not count as a lost capturer in the health
+// check. Its statistics stay as they are. It cannot be undone: an instance
+// that reconnects after it (to learn that its last batch was committed)
+// stays finished.
+func (s *State) SetCapturerFinished(instanceID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.version++
+	c := s.capturers[instanceID]
+	if c == nil {
+		c = s.addCapturer(instanceID, s.Now())
+	}
+	c.finished = true
+}
+
 // Version returns a number that changes whenever the state changes: two
 // calls that return the same number saw the same state, so a response
 // computed from it can be reused (/api/live caches its body by it).
@@ -627,6 +648,10 @@ type Capturer struct {
 	LastSeq    uint64
 	Batches    uint64
 	Stats      record.CaptureStats
+
+	// Finished is set once the instance's source was read to the end and
+	// its last batch committed (SetCapturerFinished).
+	Finished bool
 }
 
 // TrafficKey is a protocol ("tcp", "udp"…, as in record.Flow.Proto) and a
@@ -708,6 +733,7 @@ func (s *State) Snapshot() Snapshot {
 		cc := Capturer{
 			InstanceID: c.id,
 			Connected:  c.connected(),
+			Finished:   c.finished,
 			FirstSeen:  c.firstSeen,
 			LastBatch:  c.lastBatch,
 			LastSeq:    c.seq,
@@ -763,7 +789,11 @@ type Health struct {
 // Health runs the health check: degraded when no capturer ever connected
 // or none is connected now, when the connected ones have been silent for
 // more than SilentAfter, when the kernel dropped packets within
-// DropWindow, or when the latest store write failed.
+// DropWindow, or when the latest store write failed. A finished instance
+// (SetCapturerFinished: an import read to its end) is neither connected
+// nor lost: with none connected, health is ok if every instance gone
+// finished, and degraded ("no capturer connected") if any went away
+// without finishing (killed, interrupted, or a live capture stopped).
 func (s *State) Health() Health {
 	now := s.Now()
 	s.mu.RLock()
@@ -779,19 +809,31 @@ func (s *State) health(now time.Time) Health {
 		StoreErrorSince: s.storeSince,
 	}
 	var last time.Time
+	active, lost, finished := 0, 0, 0
 	for _, c := range s.capturers {
-		if c.connected() {
+		connected := c.connected()
+		if connected {
 			h.CapturersConnected++
+		}
+		switch {
+		case c.finished:
+			finished++ // sends nothing more: not silent, not lost
+		case connected:
+			active++
 			if c.lastBatch.After(last) {
 				last = c.lastBatch
 			}
+		default:
+			lost++
 		}
 	}
 	switch {
 	case h.CapturersSeen == 0:
 		h.Reasons = append(h.Reasons, "no capturer has connected yet")
-	case h.CapturersConnected == 0:
+	case active == 0 && (lost > 0 || finished == 0):
 		h.Reasons = append(h.Reasons, "no capturer connected")
+	case active == 0:
+		// Every instance has finished its source: the imports are done.
 	case last.IsZero():
 		h.Reasons = append(h.Reasons, "capturer connected but has sent no batch yet")
 	case now.Sub(last) > s.SilentAfter:

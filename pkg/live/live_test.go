@@ -392,6 +392,92 @@ func TestState_Health(t *testing.T) {
 	check("connected again", true, "")
 }
 
+// TestState_HealthFinished: an instance that read its source to the end
+// (SetCapturerFinished) and went away is a finished import, not a lost
+// capturer; one that went away without finishing still is.
+func TestState_HealthFinished(t *testing.T) {
+	type step func(s *State, c *clock)
+	connect := func(id string) step { return func(s *State, _ *clock) { s.SetCapturerConnected(id, true) } }
+	disconnect := func(id string) step { return func(s *State, _ *clock) { s.SetCapturerConnected(id, false) } }
+	finish := func(id string) step { return func(s *State, _ *clock) { s.SetCapturerFinished(id) } }
+	batch := func(id string) step {
+		return func(s *State, c *clock) {
+			s.Apply(id, Batch{Seq: s.AppliedSeq(id) + 1, Stats: record.CaptureStats{Packets: 40, Bytes: 4000}, ReceivedAt: c.Now()})
+		}
+	}
+	advance := func(d time.Duration) step { return func(_ *State, c *clock) { c.Advance(d) } }
+	// imported is an import that read its file to the end: the last batch
+	// committed, then the connection closed.
+	imported := func(id string) []step { return []step{connect(id), batch(id), batch(id), finish(id), disconnect(id)} }
+	seq := func(parts ...[]step) []step { return slices.Concat(parts...) }
+
+	tests := []struct {
+		name        string
+		steps       []step
+		wantReasons []string
+		// finished and connected are the instances Snapshot reports so.
+		finished, connected []string
+	}{
+		{"finished import", imported("imp"), nil, []string{"imp"}, nil},
+		{"finished import, an hour later", seq(imported("imp"), []step{advance(time.Hour)}), nil, []string{"imp"}, nil},
+		{"finished, not yet disconnected", []step{connect("imp"), batch("imp"), finish("imp")}, nil, []string{"imp"}, []string{"imp"}},
+		{"disconnected without done", []step{connect("imp"), batch("imp"), disconnect("imp")},
+			[]string{"no capturer connected"}, nil, nil},
+		{"finished import, then a live capturer connected", seq(imported("imp"), []step{connect("live"), batch("live")}),
+			nil, []string{"imp"}, []string{"live"}},
+		{"finished import, then a live capturer that disconnects",
+			seq(imported("imp"), []step{connect("live"), batch("live"), disconnect("live")}),
+			[]string{"no capturer connected"}, []string{"imp"}, nil},
+		{"finished import, then a live capturer silent", seq(imported("imp"), []step{connect("live"), batch("live"), advance(6 * time.Second)}),
+			[]string{"capturer silent for 6s (more than 5s)"}, []string{"imp"}, []string{"live"}},
+		{"interrupted import, then another finished", seq([]step{connect("cut"), batch("cut"), disconnect("cut")}, imported("imp")),
+			[]string{"no capturer connected"}, []string{"imp"}, nil},
+		{"two finished imports", seq(imported("a"), imported("b")), nil, []string{"a", "b"}, nil},
+		// The last batch committed, the ack lost: the capturer reconnects to
+		// learn it, and leaves.
+		{"finished, reconnected and gone", seq(imported("imp"), []step{connect("imp"), disconnect("imp")}), nil, []string{"imp"}, nil},
+		{"finished import, store failing", seq(imported("imp"), []step{func(s *State, _ *clock) { s.SetStoreError(errors.New("disk full")) }}),
+			[]string{"store failing: disk full"}, []string{"imp"}, nil},
+		// Without SetCapturerConnected (no connection observer), an instance
+		// counts as connected from its first batch until it finishes.
+		{"untracked, finished", []step{batch("imp"), finish("imp")}, nil, []string{"imp"}, nil},
+		{"untracked, silent", []step{batch("imp"), advance(6 * time.Second)}, []string{"capturer silent for 6s (more than 5s)"}, nil, []string{"imp"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClock()
+			s := newState(c)
+			s.SilentAfter = 5 * time.Second
+			for _, st := range tt.steps {
+				st(s, c)
+			}
+			snap := s.Snapshot()
+			h := snap.Health
+			if !slices.Equal(h.Reasons, tt.wantReasons) || h.OK != (len(tt.wantReasons) == 0) {
+				t.Errorf("health: got ok=%v reasons %q, want reasons %q", h.OK, h.Reasons, tt.wantReasons)
+			}
+			var finished, connected []string
+			for _, cc := range snap.Capturers {
+				if cc.Finished {
+					finished = append(finished, cc.InstanceID)
+				}
+				if cc.Connected {
+					connected = append(connected, cc.InstanceID)
+				}
+				if cc.Stats.Packets != 40 || cc.Batches == 0 {
+					t.Errorf("capturer %s: %d batches, stats %+v; want its batches' stats kept", cc.InstanceID, cc.Batches, cc.Stats)
+				}
+			}
+			if !slices.Equal(finished, tt.finished) || !slices.Equal(connected, tt.connected) {
+				t.Errorf("finished %q, connected %q; want %q, %q", finished, connected, tt.finished, tt.connected)
+			}
+			if h.CapturersConnected != len(tt.connected) {
+				t.Errorf("CapturersConnected %d, want %d", h.CapturersConnected, len(tt.connected))
+			}
+		})
+	}
+}
+
 // TestState_concurrent applies batches from several goroutines while
 // readers read (run with -race).
 func TestState_concurrent(t *testing.T) {

@@ -67,7 +67,10 @@ const status = {
     } else {
       state = 'ok';
       const n = h.capturers_connected ?? 0;
-      text = `ok · ${n} capturer${n === 1 ? '' : 's'} connected`;
+      // Health is ok with none connected when the capturers gone finished
+      // their source: an import that read its whole file.
+      const imported = n === 0 && (h.capturers ?? []).some((c) => c.finished);
+      text = imported ? 'ok · import finished' : `ok · ${n} capturer${n === 1 ? '' : 's'} connected`;
     }
     if (!this.down && !this.auth && h && stream.failed) text += ' · live stream reconnecting';
     if (el.dataset.state !== state) el.dataset.state = state;
