@@ -10,14 +10,18 @@
 // of its code and read-only data resident and counted in its RSS, whether
 // it runs or not.
 //
-// Release marks those mappings random-access (no read-around), unmaps them
-// and drops the file's pages from the page cache. Afterwards the code the
-// process no longer runs (its start-up, mostly) stays out, and a page of
-// read-only data comes back alone when it is read, since its neighbours
-// are no longer cached to be mapped with it. Code comes back in 64 KiB
-// blocks whatever the advice: the kernel (6.18 here) reads executable
-// mappings around the fault. The pages other processes have mapped stay
-// cached, and so stay mapped around a fault: Release then saves less,
+// Release marks those mappings random-access (no read-around), unmaps them,
+// and drops the read-only data's pages from the page cache. Afterwards the
+// code the process no longer runs (its start-up, mostly) stays out, and a
+// page of read-only data comes back alone when it is read, since its
+// neighbours are no longer cached to be mapped with it. Code comes back in
+// 64 KiB blocks whatever the advice (the kernel, 6.18 here, reads
+// executable mappings around a fault), so its pages stay in the page
+// cache: read again from the disk, they would be charged to the process's
+// cgroup, where the pages cached when the image was pulled cost it
+// nothing. The read-only data read again is charged: what the process
+// reads of it, a page at a time. The pages other processes have mapped
+// stay cached, and so stay mapped around a fault: Release then saves less,
 // and never breaks anything.
 package codepages
 

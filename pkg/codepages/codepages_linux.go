@@ -15,6 +15,8 @@ import (
 // mapping is one read-only mapping of the executable.
 type mapping struct {
 	start, end uintptr
+	offset     int64 // in the file
+	exec       bool  // code
 }
 
 func release() (Result, error) {
@@ -49,8 +51,17 @@ func release() (Result, error) {
 				return r, err
 			}
 		}
-		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-			return r, fmt.Errorf("fadvise %s: %w", exe, err)
+		// Only the read-only data's pages leave the page cache. Code
+		// would come back in blocks anyway, read again from the disk and
+		// charged to this process's cgroup, where the pages cached when
+		// the image was pulled cost it nothing.
+		for _, m := range ms {
+			if m.exec {
+				continue
+			}
+			if err := unix.Fadvise(int(f.Fd()), m.offset, int64(m.end-m.start), unix.FADV_DONTNEED); err != nil {
+				return r, fmt.Errorf("fadvise %s: %w", exe, err)
+			}
 		}
 	}
 	if _, r.After, err = exeMappings("/proc/self/smaps", exe); err != nil {
@@ -109,10 +120,11 @@ func exeMappings(path, exe string) (ms []mapping, resident int64, err error) {
 		}
 		start, err1 := strconv.ParseUint(string(lo), 16, 64)
 		end, err2 := strconv.ParseUint(string(hi), 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
+		off, err3 := strconv.ParseInt(string(fields[2]), 16, 64)
+		if err1 != nil || err2 != nil || err3 != nil || end <= start {
 			return nil, 0, fmt.Errorf("%s: bad line %q", path, line)
 		}
-		ms = append(ms, mapping{uintptr(start), uintptr(end)})
+		ms = append(ms, mapping{start: uintptr(start), end: uintptr(end), offset: off, exec: perms[2] == 'x'})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, 0, err
