@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lightshark-dev/lightshark-mini/pkg/record"
+	"github.com/lightshark-dev/lightshark-mini/pkg/testenv"
 )
 
 // flowKey names a flow by its 5-tuple: the two captures of the same
@@ -60,25 +61,8 @@ func near(a, b record.Time) bool {
 func sameCounters(g, w record.Flow) bool {
 	return g.PacketsSent == w.PacketsSent && g.BytesSent == w.BytesSent &&
 		g.PacketsReceived == w.PacketsReceived && g.BytesReceived == w.BytesReceived &&
-		sameHistory(g.History, w.History) && g.State == w.State && g.CommunityID == w.CommunityID &&
+		testenv.SameHistory(g.History, w.History) && g.State == w.State && g.CommunityID == w.CommunityID &&
 		near(g.FirstSeen, w.FirstSeen) && near(g.LastSeen, w.LastSeen)
-}
-
-// sameHistory compares Zeek histories, allowing the letters to come in
-// another order. Two packet sockets on one interface can see two packets
-// that cross at the same moment in opposite orders: the kernel hands an
-// outgoing packet to every socket from the sending CPU and an incoming one
-// from the receiving CPU, and the two walks interleave. A server's FIN and
-// a client's simultaneous FIN then read "…Ff" in one capture and "…fF" in
-// the other, with identical counters.
-func sameHistory(a, b string) bool {
-	if a == b {
-		return true
-	}
-	x, y := []byte(a), []byte(b)
-	slices.Sort(x)
-	slices.Sort(y)
-	return slices.Equal(x, y)
 }
 
 func jsonLine(f record.Flow) string {

@@ -170,7 +170,26 @@ func (o *options) run(ctx context.Context) error {
 	}
 
 	var runErr error
-	if o.read != "" {
+	if o.read != "" && o.readsStream() {
+		// A pipe or FIFO: its packets, however few, and the statistics go
+		// out as they come, and a signal stops it cleanly, as it stops a
+		// live capture (exit status 0). src stays nil: a stream has no
+		// kernel counters.
+		stream, err := capturer.OpenStream(ctx, o.openStream)
+		if err != nil {
+			if ctx.Err() != nil {
+				log.Info("stopped before the capture began", "source", o.sourceName())
+				return nil
+			}
+			return fmt.Errorf("open capture from %s: %w", o.sourceName(), err)
+		}
+		defer stream.Close()
+		p.Filter = spec
+		if err := o.startClient(ctx, client, "", 0, spec); err != nil {
+			return err
+		}
+		runErr = capturer.ReadStream(ctx, stream, p, periodic)
+	} else if o.read != "" {
 		if o.read == "-" {
 			src, err = capture.OpenReader(o.stdin)
 		} else {
@@ -271,6 +290,41 @@ func (o *options) startClient(ctx context.Context, c *ipc.Client, iface string, 
 	}
 	return nil
 }
+
+// readsStream reports whether --read names a stream rather than a file:
+// standard input that is not a regular file (a pipe, a terminal), or a path
+// to a FIFO or a device. A stream's writer may pause for any time.
+func (o *options) readsStream() bool {
+	if o.read == "-" {
+		f, ok := o.stdin.(interface{ Stat() (os.FileInfo, error) })
+		if !ok {
+			return true
+		}
+		fi, err := f.Stat()
+		return err != nil || !fi.Mode().IsRegular()
+	}
+	fi, err := os.Stat(o.read)
+	return err == nil && !fi.Mode().IsRegular() && !fi.IsDir()
+}
+
+// openStream opens the stream --read names; opening a FIFO waits for a
+// writer. Standard input stays open after the stream's Close.
+func (o *options) openStream() (io.ReadCloser, error) {
+	if o.read != "-" {
+		return os.Open(o.read)
+	}
+	if f, ok := o.stdin.(*os.File); ok {
+		return keepOpen{f}, nil
+	}
+	return io.NopCloser(o.stdin), nil
+}
+
+// keepOpen is standard input as a stream's input: Close leaves it open.
+// Unlike io.NopCloser's, it keeps the file's SyscallConn, with which the
+// stream learns whether a read would wait.
+type keepOpen struct{ *os.File }
+
+func (keepOpen) Close() error { return nil }
 
 func (o *options) sourceName() string {
 	if o.read == "-" {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
+	"github.com/lightshark-dev/lightshark-mini/pkg/capfilter"
 	"github.com/lightshark-dev/lightshark-mini/pkg/capture"
 	"github.com/lightshark-dev/lightshark-mini/pkg/decode"
 	"github.com/lightshark-dev/lightshark-mini/pkg/flow"
@@ -47,93 +49,192 @@ type batch struct {
 	err      error // the read error that ended the file (io.EOF: clean)
 }
 
-// readFileParallel is ReadFile on two goroutines: one reads, filters and
-// decodes, the other (the caller's) runs the flow table, sampling and
-// exports, so a file is aggregated at the speed of the slower half. The
-// result is the same as the one-goroutine loop, packet for packet.
-func readFileParallel(ctx context.Context, src capture.Source, p *Pipeline, pr *Periodic) error {
-	free := make(chan *batch, inFlight)
-	full := make(chan *batch, inFlight)
-	for range inFlight {
-		free <- new(batch)
-	}
-	stop := make(chan struct{})
-	readerDone := make(chan struct{})
-	defer func() {
-		// The reader stops after its current read; the caller may close
-		// src once this returns.
-		close(stop)
-		<-readerDone
-	}()
-	go func() {
-		defer close(readerDone)
-		// The reader: its own decoder, so it shares nothing with the
-		// flow goroutine but the batches.
-		dec := decode.NewDecoder()
-		filter := p.Filter
-		whole := p.OnSample != nil
-		var pkt decode.Packet
-		for {
-			var b *batch
-			select {
-			case b = <-free:
-			case <-stop:
-				return
+// reset empties b for reuse.
+func (b *batch) reset() {
+	b.n, b.full, b.fullAt = 0, b.full[:0], b.fullAt[:0]
+	b.packets, b.bytes, b.filtered, b.err = 0, 0, 0, nil
+	clear(b.results[:])
+}
+
+// take moves the packets and counters of b into c, a free batch, and
+// leaves b empty. Only the summaries in use are copied; the slices of
+// whole packets change hands.
+func (c *batch) take(b *batch) {
+	c.n = copy(c.sums[:], b.sums[:b.n])
+	c.full, b.full = b.full, c.full[:0]
+	c.fullAt, b.fullAt = b.fullAt, c.fullAt[:0]
+	c.packets, c.bytes, c.filtered, c.results, c.err = b.packets, b.bytes, b.filtered, b.results, nil
+	b.reset()
+}
+
+// errStopped ends a stream's read when the flow goroutine has stopped.
+var errStopped = errors.New("capturer: reading stopped")
+
+// reader is the reading goroutine of readParallel: it reads, filters and
+// decodes frames into batches. Its fields other than cur are set before it
+// starts; cur is its own.
+type reader struct {
+	src        capture.Source
+	filter     capfilter.Spec
+	whole      bool        // send every packet whole (sampling)
+	free, full chan *batch // batches to fill, and filled ones
+	stop       chan struct{}
+	done       chan struct{} // closed when run returns
+	cur        *batch        // the batch being filled
+}
+
+// run fills batches until the source ends or stop is closed. It has its
+// own decoder, so it shares nothing with the flow goroutine but the
+// batches.
+func (r *reader) run() {
+	defer close(r.done)
+	src, filter, whole := r.src, r.filter, r.whole
+	dec := decode.NewDecoder()
+	var pkt decode.Packet
+	for {
+		var b *batch
+		select {
+		case b = <-r.free:
+		case <-r.stop:
+			return
+		}
+		b.reset()
+		r.cur = b
+		for b.n < batchSize {
+			data, info, err := src.ReadPacket()
+			if err != nil {
+				b.err = err
+				break
 			}
-			b.n, b.full, b.fullAt = 0, b.full[:0], b.fullAt[:0]
-			b.packets, b.bytes, b.filtered, b.err = 0, 0, 0, nil
-			clear(b.results[:])
-			for b.n < batchSize {
-				data, info, err := src.ReadPacket()
-				if err != nil {
-					b.err = err
+			b.packets++
+			b.bytes += uint64(info.Length)
+			if !filter.IsEmpty() && !filter.Match(info.LinkType, data) {
+				b.filtered++
+				continue
+			}
+			res := dec.Decode(data, info.LinkType, uint32(info.Length), &pkt)
+			b.results[res]++
+			if res != decode.OK {
+				continue
+			}
+			ts := info.Timestamp.UnixNano()
+			if whole || !b.sums[b.n].Set(&pkt, ts) {
+				b.full = append(b.full, decoded{pkt: pkt, ts: ts})
+				b.fullAt = append(b.fullAt, b.n)
+				if len(b.full) == maxFull {
+					b.n++
 					break
 				}
-				b.packets++
-				b.bytes += uint64(info.Length)
-				if !filter.IsEmpty() && !filter.Match(info.LinkType, data) {
-					b.filtered++
-					continue
-				}
-				res := dec.Decode(data, info.LinkType, uint32(info.Length), &pkt)
-				b.results[res]++
-				if res != decode.OK {
-					continue
-				}
-				ts := info.Timestamp.UnixNano()
-				if whole || !b.sums[b.n].Set(&pkt, ts) {
-					b.full = append(b.full, decoded{pkt: pkt, ts: ts})
-					b.fullAt = append(b.fullAt, b.n)
-					if len(b.full) == maxFull {
-						b.n++
-						break
-					}
-				}
-				b.n++
 			}
-			select {
-			case full <- b:
-			case <-stop:
-				return
-			}
-			if b.err != nil {
-				return
-			}
+			b.n++
+		}
+		select {
+		case r.full <- b:
+		case <-r.stop:
+			return
+		}
+		if b.err != nil {
+			return
+		}
+	}
+}
+
+// handOver is a stream's idle hook: the source calls it, on the reading
+// goroutine, before each read of its input, which may block until the
+// writer writes. It hands the packets read so far, and the counters of
+// every frame, to the flow goroutine, so that a stream that pauses does
+// not hold them back: they reach the flow table, and the next flush,
+// without waiting for a whole batch. The batch being filled stays the
+// reader's; what it holds moves to a free batch.
+func (r *reader) handOver() error {
+	b := r.cur
+	if b == nil || b.packets == 0 {
+		return nil
+	}
+	var c *batch
+	select {
+	case c = <-r.free:
+	case <-r.stop:
+		return errStopped
+	}
+	c.take(b)
+	// full has room for every batch: this does not block.
+	select {
+	case r.full <- c:
+	case <-r.stop:
+		return errStopped
+	}
+	return nil
+}
+
+// readParallel is ReadFile and ReadStream on two goroutines: one reads,
+// filters and decodes, the other (the caller's) runs the flow table,
+// sampling and exports, so a file is aggregated at the speed of the slower
+// half. The result is the same as the one-goroutine loop, packet for
+// packet.
+//
+// in is the input of a stream (nil for a file): the reader then hands over
+// what it holds before a read of it that may block, the periodic work runs
+// on a timer while no batch comes, and cancelling ctx returns nil at once,
+// without waiting for the reader, which may be blocked in a read only the
+// writer can end. The reader owns src and its batches, and shares nothing
+// else: after the return it touches nothing of the caller's, and it stops
+// once its read returns (it then finds stop closed).
+func readParallel(ctx context.Context, src capture.Source, p *Pipeline, pr *Periodic, in *streamReader) error {
+	r := &reader{
+		src:    src,
+		filter: p.Filter,
+		whole:  p.OnSample != nil,
+		free:   make(chan *batch, inFlight),
+		full:   make(chan *batch, inFlight),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	for range inFlight {
+		r.free <- new(batch)
+	}
+	stream := in != nil
+	if stream {
+		in.idle = r.handOver
+	}
+	go r.run()
+	defer func() {
+		close(r.stop)
+		if !stream {
+			// The reader stops after its current read; the caller may
+			// close src once this returns.
+			<-r.done
 		}
 	}()
 
 	defer p.Table().Flush()
+	var due *time.Timer // a stream's next flush
+	var dueC <-chan time.Time
 	if pr != nil {
 		if pr.Now == nil {
 			pr.Now = nowFunc
 		}
 		pr.last = pr.Now()
+		if stream && pr.Flush != nil && pr.Interval > 0 {
+			// The flushes keep to the wall clock while the stream is
+			// quiet; flows still expire on packet time, as in a file.
+			due = time.NewTimer(pr.Interval)
+			defer due.Stop()
+			dueC = due.C
+		}
 	}
 	for {
 		var b *batch
 		select {
-		case b = <-full:
+		case b = <-r.full:
+		case <-dueC:
+			pr.tick(false)
+			due.Reset(pr.untilDue())
+			continue
 		case <-ctx.Done():
+			if stream {
+				return nil
+			}
 			return ctx.Err()
 		}
 		p.packets += b.packets
@@ -160,6 +261,6 @@ func readFileParallel(ctx context.Context, src capture.Source, p *Pipeline, pr *
 			}
 			return err
 		}
-		free <- b
+		r.free <- b
 	}
 }

@@ -49,6 +49,7 @@ func (j *JSONLWriter) Flush() error {
 // Periodic is work the read loop does between packets, on the wall clock:
 // Flush every Interval, and at once when Due reports true (checked every
 // 1024 packets). Both run on the capture goroutine, which owns the table.
+// Live and reading a Stream, Flush runs on time while no packet comes too.
 type Periodic struct {
 	Interval time.Duration
 	Now      func() time.Time
@@ -69,13 +70,19 @@ func (pr *Periodic) tick(force bool) {
 	}
 }
 
+// untilDue returns the time until the next flush by Interval, at least a
+// millisecond.
+func (pr *Periodic) untilDue() time.Duration {
+	return max(pr.Interval-pr.Now().Sub(pr.last), time.Millisecond)
+}
+
 // ReadFile runs every frame of src through p, then ends every flow (end
 // reason "eof"). It returns nil at the end of the file, or the error that
 // stopped reading (a corrupt record): the frames before it are counted.
 // Reading and decoding run on a goroutine of their own, beside the flow
 // table's (the caller's). pr may be nil.
 func ReadFile(ctx context.Context, src capture.Source, p *Pipeline, pr *Periodic) error {
-	return readFileParallel(ctx, src, p, pr)
+	return readParallel(ctx, src, p, pr, nil)
 }
 
 var nowFunc = time.Now
@@ -161,8 +168,12 @@ func LocalSet(addrs []netip.Addr) func(netip.Addr) bool {
 	}
 }
 
-// StatsWithKernel merges the source's kernel counters into s.
+// StatsWithKernel merges the source's kernel counters into s. src may be
+// nil (a Stream, which has none).
 func StatsWithKernel(s record.CaptureStats, src capture.Source) record.CaptureStats {
+	if src == nil {
+		return s
+	}
 	if ks, err := src.Stats(); err == nil {
 		s.KernelReceived, s.KernelDrops = ks.Received, ks.Dropped
 	}
