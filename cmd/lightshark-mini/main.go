@@ -73,7 +73,7 @@ batch of flows is committed (a second signal exits at once).`,
 	cli.Bind(cmd, config.Mini, func(ctx context.Context, cfg *config.Config) error {
 		return supervise(ctx, cfg, read, stderr)
 	})
-	cmd.Flags().StringVarP(&read, "read", "r", "", "import this pcap or pcapng file instead of capturing live, then keep serving its flows")
+	cmd.Flags().StringVarP(&read, "read", "r", "", "import this pcap or pcapng file instead of capturing live, then keep serving its flows (- reads a stream from standard input)")
 	cli.SetGroup(cmd.Flags(), "read", config.GroupCapture)
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -112,6 +112,9 @@ func supervise(ctx context.Context, cfg *config.Config, read string, stderr io.W
 		// An import needs no capability; it ends when the file does.
 		capt.Args = append(capt.Args, "--read", read)
 		capt.AmbientCaps, capt.OneShot = nil, true
+		if read == "-" {
+			capt.Stdin = os.Stdin // a stream, e.g. tcpdump -U -w - | lightshark-mini --read -
+		}
 	}
 	if token != "" {
 		api.Env = append(api.Env, "LIGHTSHARK_API_TOKEN="+token)
@@ -132,7 +135,7 @@ func supervise(ctx context.Context, cfg *config.Config, read string, stderr io.W
 		if err := prepareDBDir(cfg.DBPath, apiUID, apiGID); err != nil {
 			return err
 		}
-		if read != "" && !reachable(read, capUID, capGID, 0o4) {
+		if read != "" && read != "-" && !reachable(read, capUID, capGID, 0o4) {
 			return fmt.Errorf("--read: the capturer runs as uid %d, which cannot read %s: make it readable (or choose --capturer-user)", capUID, read)
 		}
 		log.Info("privilege split", "apiserver_uid", apiUID, "capturer_uid", capUID, "capturer_caps", "CAP_NET_RAW until its socket is open")
@@ -188,8 +191,10 @@ func preflight(cfg *config.Config, read string) error {
 		if cfg.Interface != "" {
 			return errors.New("--read and --interface exclude each other")
 		}
-		if _, err := os.Stat(read); err != nil {
-			return fmt.Errorf("--read: %w", err)
+		if read != "-" { // standard input: the capturer says if it is no capture
+			if _, err := os.Stat(read); err != nil {
+				return fmt.Errorf("--read: %w", err)
+			}
 		}
 	}
 	if _, err := capfilter.FromConfig(cfg); err != nil {

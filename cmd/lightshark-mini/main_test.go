@@ -454,20 +454,33 @@ func TestImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := strings.Count(string(oracle), "\n")
+	data, err := os.ReadFile(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
-		name string
-		cred *syscall.Credential
-		log  string // in the log
+		name  string
+		cred  *syscall.Credential
+		log   string // in the log
+		stdin bool   // --read -, the file through a pipe
 	}{
-		{"root", nil, "privilege split"},
-		{"unprivileged", &syscall.Credential{Uid: 65534, Gid: 65534}, "not root: both processes run as this user"},
+		{"root", nil, "privilege split", false},
+		{"unprivileged", &syscall.Credential{Uid: 65534, Gid: 65534}, "not root: both processes run as this user", false},
+		{"stream", nil, "privilege split", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := sharedTempDir(t)
 			api := freeAddr(t)
-			cmd := mini("--read", pcap, "--listen", api, "--db-path", filepath.Join(dir, "traffic.db"),
+			read := pcap
+			if tt.stdin {
+				read = "-"
+			}
+			cmd := mini("--read", read, "--listen", api, "--db-path", filepath.Join(dir, "traffic.db"),
 				"--socket", filepath.Join(dir, "run", "ipc.sock"))
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: tt.cred}
+			if tt.stdin {
+				cmd.Stdin = bytes.NewReader(data) // exec copies it through a pipe
+			}
 			logs := startLogged(t, cmd)
 			var got int
 			waitFor(t, 30*time.Second, fmt.Sprintf("the file's %d flows in /api/flows", want), func() bool {
@@ -478,6 +491,11 @@ func TestImport(t *testing.T) {
 			waitFor(t, 10*time.Second, "the import to finish", func() bool {
 				return strings.Contains(logs.String(), `msg="child finished" component=supervisor proc=capturer`)
 			})
+			// Read to its end, the import is done: health is ok.
+			if out, err := exec.Command("curl", "-s", "http://"+api+"/api/health").Output(); err != nil ||
+				!strings.Contains(string(out), `"status":"ok"`) || !strings.Contains(string(out), `"finished":true`) {
+				t.Errorf("/api/health after the import: %v %s", err, out)
+			}
 			if !strings.Contains(logs.String(), tt.log) {
 				t.Errorf("the log does not say %q", tt.log)
 			}

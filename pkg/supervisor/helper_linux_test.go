@@ -194,6 +194,18 @@ func runHelper(mode string) int {
 		event(fmt.Sprint("pid-", os.Getpid()))
 		time.Sleep(time.Hour)
 		return 0
+	case "stdin":
+		// Reads its standard input to the end, then fails after
+		// SUPERVISOR_TEST_MS.
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		event(fmt.Sprint("read-", len(b)))
+		time.Sleep(helperDuration())
+		fmt.Fprintln(os.Stderr, "stream ended badly")
+		return 3
 	case "work":
 		// Does SUPERVISOR_TEST_MS of work and exits 0.
 		event("start")

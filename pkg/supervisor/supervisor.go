@@ -51,6 +51,11 @@ type Child struct {
 	// work (e.g. a capture file imported), not a failure, and they are not
 	// restarted. Other exits restart them as any child.
 	OneShot bool
+	// Stdin is the child's standard input; nil is /dev/null. A child
+	// given one runs once, since what it read is gone: it is never
+	// restarted. Exiting with an error within StartupWindow ends Run
+	// (a *ChildError), later it is logged and the other children go on.
+	Stdin *os.File
 }
 
 // Supervisor runs Children until its context is cancelled or one of them
@@ -299,6 +304,19 @@ func (c *child) loop(fatal chan<- error) {
 			c.log.Info("child finished", "proc", c.Name, "ran", r.ran.Round(time.Millisecond))
 			return
 		}
+		if c.Stdin != nil {
+			// Its input cannot be read again.
+			switch {
+			case r.err == nil:
+				c.log.Info("child finished", "proc", c.Name, "ran", r.ran.Round(time.Millisecond))
+			case r.ran < c.cfg.StartupWindow:
+				fatal <- &ChildError{Name: c.Name, Line: r.lastErr, Err: r.err}
+			default:
+				c.log.Error("child exited, not restarting: it read its standard input", "proc", c.Name,
+					"status", r.err.Error(), "ran", r.ran.Round(time.Millisecond), "last_error", r.lastErr)
+			}
+			return
+		}
 		if r.ran >= c.cfg.StartupWindow {
 			up = true
 		}
@@ -381,6 +399,9 @@ func (c *child) runOnce(started func()) result {
 		Stdout:      stdoutW,
 		Stderr:      stderrW,
 		SysProcAttr: sysProcAttr(c.Child),
+	}
+	if c.Stdin != nil {
+		cmd.Stdin = c.Stdin // an *os.File: the child gets the descriptor itself
 	}
 	err = cmd.Start()
 	stdoutW.Close()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -463,6 +464,60 @@ func TestRun_OneShot(t *testing.T) {
 	}
 	if !hasEvent(readEvents(t, file), "term", "server") {
 		t.Errorf("the server was not stopped at the end:\n%s", r.out.String())
+	}
+}
+
+// A child given the supervisor's standard input reads it, and is never
+// restarted, since what it read is gone: failing after its start-up it is
+// logged and the others go on; failing within it, it ends Run.
+func TestRun_Stdin(t *testing.T) {
+	bin := helperBinary(t)
+	file := eventsFile(t)
+	stdin := func(data string) *os.File {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		go func() {
+			io.WriteString(w, data)
+			w.Close()
+		}()
+		return r
+	}
+	r := start(t, &Supervisor{Children: []Child{
+		{Name: "server", Path: bin, Env: helperChildEnv("term", helperFile+"="+file, helperName+"=server", helperMS+"=10")},
+		{Name: "stream", Path: bin, Stdin: stdin("hello stream"), Env: helperChildEnv("stdin", helperFile+"="+file, helperName+"=stream", helperMS+"=200")},
+	}, MinBackoff: 10 * time.Millisecond, StartupWindow: 50 * time.Millisecond})
+	waitFor(t, 20*time.Second, "the stream child's exit", func() bool {
+		return len(lines(r.out.String(), `msg="child exited, not restarting: it read its standard input"`, "proc=stream")) == 1
+	})
+	time.Sleep(300 * time.Millisecond) // time for a wrongful restart
+	if err := r.stop(t); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	reads := 0
+	for _, e := range readEvents(t, file) {
+		if e.name == "stream" && strings.HasPrefix(e.what, "read-") {
+			reads++
+			if e.what != "read-12" {
+				t.Errorf("the child read %s, want read-12", e.what)
+			}
+		}
+	}
+	if reads != 1 || len(lines(r.out.String(), `msg="child exited, restarting"`, "proc=stream")) != 0 {
+		t.Errorf("the stream child started %d times:\n%s", reads, r.out.String())
+	}
+
+	// Failing at once: Run ends with the child's error.
+	s := &Supervisor{Children: []Child{
+		{Name: "stream", Path: bin, Stdin: stdin(""), Env: helperChildEnv("fail")},
+	}, MinBackoff: 10 * time.Millisecond, Stderr: io.Discard}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var ce *ChildError
+	if err := s.Run(ctx); !errors.As(err, &ce) || ce.Name != "stream" {
+		t.Errorf("Run with a stream child that fails at once: %v, want its *ChildError", err)
 	}
 }
 
