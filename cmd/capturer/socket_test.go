@@ -169,13 +169,7 @@ func TestSocketImportNotDone(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := &ipctest.Handler{}
-			sock := ipctest.SocketPath(t)
-			srv := &ipc.Server{Path: sock, Handler: h}
-			if err := srv.Start(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close(context.Background())
+			h, sock := startRecorder(t)
 			code := tt.run(t, sock, h)
 			ids := h.Instances()
 			if code != tt.wantCode || len(ids) != 1 {
@@ -220,13 +214,7 @@ func TestSocketStream(t *testing.T) {
 			end = "SIGTERM"
 		}
 		t.Run(tt.name, func(t *testing.T) {
-			h := &ipctest.Handler{}
-			sock := ipctest.SocketPath(t)
-			srv := &ipc.Server{Path: sock, Handler: h}
-			if err := srv.Start(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close(context.Background())
+			h, sock := startRecorder(t)
 
 			cmd := exec.Command(bin, "--socket", sock, "--flush-interval", interval.String(), "-q")
 			stderr := &testenv.Buffer{}
@@ -330,13 +318,7 @@ func TestSocketStream(t *testing.T) {
 // first packets) stops it at once, exit status 0, without a batch.
 func TestSocketStreamStoppedBeforeHeader(t *testing.T) {
 	bin := buildCapturer(t)
-	h := &ipctest.Handler{}
-	sock := ipctest.SocketPath(t)
-	srv := &ipc.Server{Path: sock, Handler: h}
-	if err := srv.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close(context.Background())
+	h, sock := startRecorder(t)
 
 	cmd := exec.Command(bin, "--socket", sock, "-q")
 	stderr := &testenv.Buffer{}
@@ -412,4 +394,18 @@ func watchExit(t *testing.T, cmd *exec.Cmd) <-chan struct{} {
 		}
 	})
 	return exited
+}
+
+// startRecorder starts an IPC server on a new socket that records the
+// batches it acknowledges, until the test ends.
+func startRecorder(t *testing.T) (*ipctest.Handler, string) {
+	t.Helper()
+	h := &ipctest.Handler{}
+	sock := ipctest.SocketPath(t)
+	srv := &ipc.Server{Path: sock, Handler: h}
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(context.Background()) })
+	return h, sock
 }
