@@ -108,7 +108,8 @@ func exactness(t *testing.T, start func(*testing.T, *topo) *product) {
 // checkMemoryMetrics compares what the API server's /metrics says of its
 // memory with what the kernel says of the process: the resident set within
 // a quarter (it moves between the two reads), and SQLite's share of it
-// above zero and below the whole.
+// above zero and below the whole. In the supervised deployment the API
+// server read here is one started again on the database after the stop.
 func checkMemoryMetrics(t *testing.T, p *product) {
 	t.Helper()
 	code, body := p.get(t, "/metrics")
@@ -152,7 +153,7 @@ func checkMemoryMetrics(t *testing.T, p *product) {
 	if sqlite <= 0 || sqlite >= rss {
 		t.Errorf("lightshark_sqlite_memory_bytes %.0f with a resident set of %.0f", sqlite, rss)
 	}
-	if cpu <= 0 {
-		t.Errorf("process_cpu_seconds_total %v after the traffic", cpu)
+	if cpu < 0 { // counted in 10 ms ticks: a server started for the reading may show 0
+		t.Errorf("process_cpu_seconds_total %v", cpu)
 	}
 }
