@@ -153,6 +153,16 @@ func (o *options) run(ctx context.Context) error {
 	if o.output != "" {
 		out = capturer.NewJSONLWriter(o.stdout)
 		table.OnEnd = out.Write
+		if o.read == "" || o.readsStream() {
+			// Live or streamed, the flows that ended reach the reader every
+			// flush interval, as tcpdump -l prints its lines, rather than
+			// when 64 KiB of them have piled up; a file is written at its
+			// own speed.
+			periodic = &capturer.Periodic{
+				Interval: cfg.FlushInterval,
+				Flush:    func() { out.Flush() }, // an error sticks: the last Flush reports it
+			}
+		}
 	} else {
 		client = &ipc.Client{Path: socket, Logger: log}
 		exp = capturer.NewExporter(client)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightshark-dev/lightshark-mini/pkg/capture/capturetest"
 	"github.com/lightshark-dev/lightshark-mini/pkg/record"
 	"github.com/lightshark-dev/lightshark-mini/pkg/testenv"
 )
@@ -164,6 +166,48 @@ func TestReadStdin(t *testing.T) {
 				t.Errorf("stdin: exit %d, %d bytes; file: %d bytes; want exit 0 and the same output", code, len(fromStdin), len(fromFile))
 			}
 		})
+	}
+}
+
+// TestStreamJSONL: reading a stream with --output jsonl, the flows that
+// end are written out within a flush interval, while the stream stays
+// open, not when 64 KiB of them have piled up or at its end.
+func TestStreamJSONL(t *testing.T) {
+	bin := buildCapturer(t)
+	cmd := exec.Command(bin, "--read", "-", "--output", "jsonl", "-q", "--connection-timeout", "10", "--flush-interval", "100ms")
+	stdout, stderr := &testenv.Buffer{}, &testenv.Buffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	w := startStdinStream(t, cmd)
+	defer w.Close()
+	exited := watchExit(t, cmd)
+
+	// 20 flows, then a packet of a 21st flow 100 s later in capture time:
+	// the 20 are idle beyond --connection-timeout and end.
+	later := capturetest.UDPRecords(2000, 1)
+	binary.LittleEndian.PutUint32(later[0:], 1_700_000_100)
+	if _, err := w.Write(append(append(capturetest.PcapHeader(), capturetest.UDPRecords(1000, 20)...), later...)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for strings.Count(stdout.String(), "\n") < 20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d flows written within 3 s, the stream open; want the 20 ended\nstderr: %s", strings.Count(stdout.String(), "\n"), stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, f := range readFlows(t, stdout.String()) {
+		if f.SrcPort >= 2000 || f.EndReason == "" {
+			t.Errorf("written before the end of the stream: %s:%d, end reason %q", f.SrcIP, f.SrcPort, f.EndReason)
+		}
+	}
+	w.Close()
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no exit within 5 s of the end of the stream")
+	}
+	if n := len(readFlows(t, stdout.String())); n != 21 {
+		t.Errorf("%d flows at the end, want 21", n)
 	}
 }
 

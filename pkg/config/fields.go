@@ -75,7 +75,7 @@ var fields = []*Field{
 		Usage:    "keep 1 in N packets for the packet history (flows always count all)",
 		Commands: Capturer | Mini, ptr: func(c *Config) any { return &c.SampleRate }},
 	{Key: "flush_interval", Flag: "flush-interval", Kind: Duration, Group: GroupCapture,
-		Usage:    "how often updated flows are sent to the API server",
+		Usage:    "how often updated flows are sent to the API server (with --output jsonl, live or streamed, how often ended flows are written out)",
 		Commands: Capturer | Mini, ptr: func(c *Config) any { return &c.FlushInterval }},
 
 	{Key: "filter_port", Flag: "filter-port", Kind: String, Group: GroupFilter, Original: true,
