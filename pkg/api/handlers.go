@@ -365,8 +365,7 @@ func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) {
 		s.writeBadRequest(w, err)
 		return
 	}
-	if s.Store == nil {
-		writeError(w, http.StatusServiceUnavailable, "no flow store configured")
+	if s.noStore(w) {
 		return
 	}
 	if ndjson {
@@ -443,14 +442,23 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// noStore answers 503 when the server has no flow store, and reports
+// whether it did.
+func (s *Server) noStore(w http.ResponseWriter) bool {
+	if s.Store != nil {
+		return false
+	}
+	writeError(w, http.StatusServiceUnavailable, "no flow store configured")
+	return true
+}
+
 func (s *Server) handleFlow(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !validFlowID(id) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("id: %s is not a flow id (hexadecimal)", quote(id)), Parameter: "id"})
 		return
 	}
-	if s.Store == nil {
-		writeError(w, http.StatusServiceUnavailable, "no flow store configured")
+	if s.noStore(w) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.QueryTimeout)

@@ -55,8 +55,7 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 		s.writeBadRequest(w, err)
 		return
 	}
-	if s.Store == nil {
-		writeError(w, http.StatusServiceUnavailable, "no flow store configured")
+	if s.noStore(w) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.QueryTimeout)
